@@ -1,0 +1,89 @@
+"""``create_app(settings)``: wire the routers and own every long-lived resource.
+
+The lifespan opens the database (and migrates it), the bus, the rate limiter and each
+domain's components, and closes them in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+
+from stagecast import __version__
+from stagecast.auth.router import router as auth_router
+from stagecast.bus import Bus, MemoryBus, RedisBus
+from stagecast.channels.router import router as channels_router
+from stagecast.config import Settings
+from stagecast.core import Core
+from stagecast.db import open_database
+from stagecast.db.migrate import upgrade
+from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from stagecast.web import errors, health, pages
+
+# Each domain contributes a starter: it builds its components, registers them on the core and
+# pushes their shutdown onto the stack.
+Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
+STARTERS: list[Starter] = []
+
+
+async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
+    """Open the database, the bus and the limiter; register their closing on ``stack``."""
+    db = open_database(settings)
+    stack.push_async_callback(db.dispose)
+    redis: Redis | None = None
+    bus: Bus
+    limiter: RateLimiter
+    if settings.redis_url:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        stack.push_async_callback(redis.aclose)
+        redis_bus = RedisBus(redis, prefix=settings.redis_prefix)
+        redis_bus.start()
+        stack.push_async_callback(redis_bus.close)
+        bus, limiter = redis_bus, RedisRateLimiter(redis, prefix=settings.redis_prefix)
+    else:
+        memory_bus = MemoryBus()
+        stack.push_async_callback(memory_bus.close)
+        bus, limiter = memory_bus, MemoryRateLimiter()
+    return Core(settings=settings, db=db, bus=bus, limiter=limiter, redis=redis)
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
+    """Build the ASGI app for ``settings`` (which must carry a secret key)."""
+    if not settings.secret_key:
+        raise ValueError("settings.secret_key is required (see config.ensure_secret_key)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            core = await open_core(settings, stack)
+            if migrate:
+                await upgrade(core.db)
+            for start in STARTERS:
+                await start(core, stack)
+            app.state.core = core
+            try:
+                yield
+            finally:
+                with contextlib.suppress(AttributeError):
+                    del app.state.core
+
+    app = FastAPI(
+        title="Stagecast",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(auth_router)
+    app.include_router(channels_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    return app

@@ -1,0 +1,1 @@
+"""Accounts, passwords, login sessions, API tokens and invites."""

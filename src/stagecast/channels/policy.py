@@ -1,0 +1,96 @@
+"""The one policy function that decides who may do what on a channel.
+
+Every chat, moderation, VOD, live and metrics action asks ``allowed`` (or ``require``), given
+the caller's ``Access`` to the channel. A caller who may not even know the channel exists gets
+NotFound, never Forbidden, so private channels and foreign studios are not revealed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from stagecast.auth.service import Account
+from stagecast.errors import NotFound
+
+
+class Action(StrEnum):
+    """Things a caller may try on a channel."""
+
+    VIEW = "view"  # watch live/VODs, read chat history
+    POST = "post"  # send chat messages (bans are the chat policy's business)
+    STUDIO = "studio"  # live metrics, moderation log, moderation queue
+    MANAGE = "manage"  # settings, stream key, VOD edits
+    MANAGE_MODERATORS = "manage_moderators"
+    DELETE_MESSAGE = "delete_message"
+    TIMEOUT = "timeout"
+    BAN = "ban"
+    MANAGE_FILTERS = "manage_filters"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a moderator may do on one channel."""
+
+    can_delete: bool = True
+    can_timeout: bool = True
+    can_ban: bool = True
+    can_manage_filters: bool = False
+
+
+@dataclass(frozen=True)
+class Access:
+    """A caller's standing on one channel."""
+
+    channel_id: int
+    owner_id: int
+    visibility: str
+    account: Account | None
+    moderator: Grant | None = None
+    playback_token_ok: bool = False
+
+    @property
+    def is_owner(self) -> bool:
+        """Tell whether the caller owns the channel."""
+        return self.account is not None and self.account.id == self.owner_id
+
+    @property
+    def is_admin(self) -> bool:
+        """Tell whether the caller administers the instance."""
+        return self.account is not None and self.account.is_admin
+
+    @property
+    def is_staff(self) -> bool:
+        """Tell whether the caller is the owner, a moderator or an admin."""
+        return self.is_owner or self.is_admin or self.moderator is not None
+
+
+def allowed(access: Access, action: Action) -> bool:
+    """Tell whether the caller may perform ``action`` on the channel."""
+    can_view = access.visibility != "private" or access.is_staff or access.playback_token_ok
+    if action is Action.VIEW:
+        return can_view
+    if action is Action.POST:
+        return can_view and access.account is not None
+    if access.is_owner or access.is_admin:
+        return True
+    grant = access.moderator
+    if grant is None:
+        return False
+    return {
+        Action.STUDIO: True,
+        Action.DELETE_MESSAGE: grant.can_delete,
+        Action.TIMEOUT: grant.can_timeout,
+        Action.BAN: grant.can_ban,
+        Action.MANAGE_FILTERS: grant.can_manage_filters,
+    }.get(action, False)
+
+
+def require(access: Access, action: Action, *, what: str = "channel") -> None:
+    """Raise if the caller may not perform ``action``: NotFound unless they may view it.
+
+    Someone who may view but not moderate gets NotFound too: the moderation surface of a
+    channel is not revealed to non-members.
+    """
+    if not allowed(access, action):
+        raise NotFound(f"{what} not found")

@@ -1,0 +1,128 @@
+"""Wire formats of the channel endpoints. Unknown fields are refused."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stagecast.channels.service import Channel, Moderator
+
+Visibility = Literal["public", "unlisted", "private"]
+Profile = Literal["passthrough", "abr"]
+
+
+class ChannelCreateIn(BaseModel):
+    """A new channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(min_length=3, max_length=40)
+    title: str | None = Field(default=None, min_length=1, max_length=140)
+    description: str = Field(default="", max_length=2000)
+    visibility: Visibility = "public"
+    profile: Profile = "passthrough"
+    dvr_window_seconds: int = Field(default=0, ge=0, le=21600)
+
+
+class ChannelPatchIn(BaseModel):
+    """Changes to a channel; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=140)
+    description: str | None = Field(default=None, max_length=2000)
+    visibility: Visibility | None = None
+    profile: Profile | None = None
+    dvr_window_seconds: int | None = Field(default=None, ge=0, le=21600)
+
+
+class ModeratorIn(BaseModel):
+    """What a moderator may do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    can_delete: bool = True
+    can_timeout: bool = True
+    can_ban: bool = True
+    can_manage_filters: bool = False
+
+
+class ChannelOut(BaseModel):
+    """A channel as its owner sees it."""
+
+    id: int
+    slug: str
+    owner: str
+    title: str
+    description: str
+    visibility: Visibility
+    profile: Profile
+    dvr_window_seconds: int
+    rtmp_url: str
+    key_rotated_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, found: Channel, rtmp_url: str) -> ChannelOut:
+        """Shape a channel for the wire; ``rtmp_url`` is the encoder's server URL."""
+        return cls(
+            rtmp_url=rtmp_url,
+            id=found.id,
+            slug=found.slug,
+            owner=found.owner,
+            title=found.title,
+            description=found.description,
+            visibility=found.visibility,
+            profile=found.profile,
+            dvr_window_seconds=found.dvr_window_seconds,
+            key_rotated_at=found.key_rotated_at,
+            created_at=found.created_at,
+            updated_at=found.updated_at,
+        )
+
+
+class ChannelWithKeyOut(BaseModel):
+    """A channel and its stream key (only right after creation or rotation)."""
+
+    channel: ChannelOut
+    stream_key: str
+    rtmp_url: str
+
+
+class ChannelList(BaseModel):
+    """The caller's channels."""
+
+    items: list[ChannelOut]
+
+
+class ModeratorOut(BaseModel):
+    """A moderator and their permissions."""
+
+    username: str
+    can_delete: bool
+    can_timeout: bool
+    can_ban: bool
+    can_manage_filters: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, moderator: Moderator) -> ModeratorOut:
+        """Shape a moderator for the wire."""
+        g = moderator.grant
+        return cls(
+            username=moderator.username,
+            can_delete=g.can_delete,
+            can_timeout=g.can_timeout,
+            can_ban=g.can_ban,
+            can_manage_filters=g.can_manage_filters,
+            created_at=moderator.created_at,
+        )
+
+
+class ModeratorList(BaseModel):
+    """A channel's moderators."""
+
+    items: list[ModeratorOut]

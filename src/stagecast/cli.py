@@ -1,0 +1,203 @@
+"""The ``stagecast`` command: serve, migrate, users, tokens, channels.
+
+Bad arguments and failed operations print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+
+from stagecast import logs
+from stagecast.auth import service as accounts
+from stagecast.channels import service as channels
+from stagecast.config import Settings, ensure_secret_key
+from stagecast.db import Database, open_database
+from stagecast.db.migrate import upgrade
+from stagecast.errors import StagecastError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="stagecast",
+    help="Stagecast: a self-hosted live-streaming studio.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+channel_app = typer.Typer(help="Manage channels and stream keys.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(channel_app, name="channel")
+
+
+def _settings() -> Settings:
+    settings = ensure_secret_key(Settings())
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = open_database(settings)
+        try:
+            await upgrade(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (STAGECAST_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (STAGECAST_PORT).")] = None,
+) -> None:
+    """Migrate the database, create the first admin if needed, and serve the studio."""
+    import uvicorn
+
+    from stagecast.app import create_app
+
+    settings = _settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    created = _with_db(
+        settings,
+        lambda db: accounts.ensure_admin(db, settings.admin_username, settings.admin_password),
+    )
+    if created is not None:
+        name, password = created
+        shown = password if not settings.admin_password else "(from STAGECAST_ADMIN_PASSWORD)"
+        typer.echo(f"created admin account: username {name}  password {shown}")
+    typer.echo(f"Stagecast studio on http://{settings.host}:{settings.port}/studio")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        log_config=None,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    settings = _settings()
+    _with_db(settings, lambda db: asyncio.sleep(0))
+    typer.echo("database is up to date")
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    password: Annotated[str, typer.Option("--password", help="At least 8 characters.")],
+    role: Annotated[str, typer.Option(help="admin, broadcaster or viewer.")] = "broadcaster",
+) -> None:
+    """Create an account."""
+    created = _with_db(
+        _settings(), lambda db: accounts.create_account(db, username, password, role)
+    )
+    typer.echo(f"created {created.role} {created.username} (id {created.id})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List accounts."""
+    for found in _with_db(_settings(), lambda db: accounts.list_accounts(db, limit=10_000)):
+        typer.echo(f"{found.id}\t{found.username}\t{found.role}\t{found.created_at:%Y-%m-%d}")
+
+
+@user_app.command("set-role")
+def user_set_role(username: str, role: str) -> None:
+    """Change an account's role (admin, broadcaster, viewer)."""
+    changed = _with_db(_settings(), lambda db: accounts.set_role(db, username, role))
+    typer.echo(f"{changed.username} is now {changed.role}")
+
+
+@token_app.command("create")
+def token_create(
+    username: str, name: Annotated[str, typer.Option(help="A label for the token.")] = "cli"
+) -> None:
+    """Create an API token for USERNAME; the token is printed alone on the last line."""
+
+    async def work(db: Database) -> str:
+        found = await accounts.get_account(db, username)
+        return await accounts.create_api_token(db, found.id, name)
+
+    typer.echo(_with_db(_settings(), work))
+
+
+@channel_app.command("create")
+def channel_create(
+    slug: str,
+    owner: Annotated[str, typer.Option(help="Username of the owner.")],
+    title: Annotated[str | None, typer.Option(help="Defaults to the slug.")] = None,
+    visibility: Annotated[str, typer.Option(help="public, unlisted or private.")] = "public",
+    profile: Annotated[str, typer.Option(help="passthrough or abr.")] = "passthrough",
+) -> None:
+    """Create a channel; prints its stream key on the last line."""
+
+    async def work(db: Database) -> tuple[channels.Channel, str]:
+        found = await accounts.get_account(db, owner)
+        return await channels.create_channel(
+            db, found, slug, title=title, visibility=visibility, profile=profile
+        )
+
+    created, key = _with_db(_settings(), work)
+    typer.echo(f"created channel {created.slug} owned by {created.owner}")
+    typer.echo(f"stream key: {key}")
+
+
+@channel_app.command("list")
+def channel_list() -> None:
+    """List every channel."""
+
+    async def work(db: Database) -> list[channels.Channel]:
+        admin = accounts.Account(0, "cli", "admin", created_at=None)  # type: ignore[arg-type]
+        return await channels.list_channels(db, admin, all_channels=True, limit=10_000)
+
+    for found in _with_db(_settings(), work):
+        typer.echo(f"{found.id}\t{found.slug}\t{found.owner}\t{found.visibility}\t{found.title}")
+
+
+@channel_app.command("rotate-key")
+def channel_rotate_key(slug: str) -> None:
+    """Give SLUG a new stream key (the old one stops working); prints it on the last line."""
+    rotated, key = _with_db(_settings(), lambda db: channels.rotate_key(db, slug))
+    typer.echo(f"rotated the stream key of {rotated.slug}")
+    typer.echo(f"stream key: {key}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure is one line on stderr and a non-zero exit."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="stagecast", standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as exc:  # typer's click usage errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"stagecast: {message}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except StagecastError as exc:
+        typer.echo(f"stagecast: {exc.message}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        typer.echo(f"stagecast: invalid setting {where}: {first['msg']}", err=True)
+        sys.exit(2)
+    if isinstance(result, int) and result:
+        sys.exit(result)

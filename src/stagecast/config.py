@@ -1,0 +1,114 @@
+"""Settings, read once at the edge (the CLI or a test) and passed down.
+
+Every setting comes from an environment variable with the ``STAGECAST_`` prefix; the README
+lists them all with their defaults. Nothing here connects to anything or runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret_key"
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of one Stagecast process."""
+
+    model_config = SettingsConfigDict(env_prefix="STAGECAST_", extra="ignore", frozen=False)
+
+    # Where things live.
+    database_url: str | None = None
+    data_dir: Path = Path("data")
+    redis_url: str | None = None
+    redis_prefix: str = "stagecast"
+    secret_key: str | None = None
+
+    # Network.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    rtmp_host: str = "0.0.0.0"  # noqa: S104 - encoders on the LAN must reach the ingest port
+    rtmp_port: int = Field(default=1935, ge=0, le=65535)
+    public_url: str | None = None
+
+    # Database layer (seconds).
+    db_attempt_timeout: float = Field(default=2.0, gt=0)
+    db_lock_timeout: float = Field(default=1.0, gt=0)
+    db_deadline: float = Field(default=5.0, gt=0)
+    db_max_attempts: int = Field(default=4, ge=1, le=20)
+    db_backoff_base: float = Field(default=0.05, gt=0)
+    db_backoff_cap: float = Field(default=1.0, gt=0)
+    db_slow_query: float = Field(default=0.5, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    sqlite_busy_timeout: float = Field(default=0.5, ge=0)
+
+    # Accounts.
+    registration: Literal["open", "invite", "closed"] = "invite"
+    admin_username: str | None = None
+    admin_password: str | None = None
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_seconds: float = Field(default=300.0, gt=0)
+    session_days: float = Field(default=14.0, gt=0)
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+
+    # Live media.
+    ffmpeg: str | None = None
+    reconnect_grace_seconds: float = Field(default=30.0, ge=0)
+    segment_seconds: float = Field(default=2.0, ge=0.5, le=10)
+    live_window_segments: int = Field(default=6, ge=3)
+
+    # Logging.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the configured database URL, or the embedded SQLite file under data_dir."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{self.data_dir / 'stagecast.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Tell whether the database is SQLite (the embedded default)."""
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def normalise_database_url(url: str) -> str:
+    """Return ``url`` with the async driver named, so plain ``postgresql://`` URLs work too."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Fill ``settings.secret_key`` from the data directory, generating and saving it once.
+
+    The key signs cursors and playback tokens, so it must survive restarts; it is written with
+    mode 0600 next to the database.
+    """
+    if settings.secret_key:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / SECRET_KEY_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    settings.secret_key = path.read_text().strip()
+    return settings

@@ -1,0 +1,1 @@
+"""The web surface: error rendering, health checks, the studio and viewer pages."""

@@ -1,0 +1,86 @@
+"""Render every error as ``{"error": {"code": ..., "message": ...}}`` in one place."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from stagecast.errors import StagecastError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Build the JSON error response, with ``Retry-After`` in whole seconds where given."""
+    all_headers = dict(headers or {})
+    if retry_after is not None:
+        all_headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=all_headers
+    )
+
+
+def _describe(errors: list[Any]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into JSON errors."""
+
+    @app.exception_handler(StagecastError)
+    async def _domain(request: Request, exc: StagecastError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning(
+                "%s %s -> %d %s: %s",
+                request.method,
+                request.url.path,
+                exc.status,
+                exc.code,
+                exc.message,
+            )
+        return error_response(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid", _describe(list(exc.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,49 @@
+"""Server-rendered pages: sign-in and the studio. Data comes from the JSON API in the browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from stagecast import __version__
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(directory=str(TEMPLATES))
+router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, name: str, **context: Any) -> HTMLResponse:
+    """Render template ``name`` with the common context."""
+    return templates.TemplateResponse(
+        request, name, {"version": __version__, **context}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    """Send visitors to the studio."""
+    return RedirectResponse("/studio", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> HTMLResponse:
+    """The sign-in form."""
+    return render(request, "login.html", title="Sign in")
+
+
+@router.get("/studio", response_class=HTMLResponse)
+async def studio_page(request: Request) -> HTMLResponse:
+    """The broadcaster's channel list."""
+    return render(request, "studio.html", title="Studio")
+
+
+@router.get("/studio/channels/{slug}", response_class=HTMLResponse)
+async def channel_page(request: Request, slug: str) -> HTMLResponse:
+    """One channel's settings and stream key."""
+    return render(request, "channel.html", title=slug, slug=slug)
