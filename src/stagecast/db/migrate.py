@@ -40,14 +40,14 @@ async def upgrade(db: Database, revision: str = "heads") -> None:
     )
 
 
-async def current_revision(db: Database) -> str | None:
-    """Return the schema revision the database is at (None before the first migration)."""
+async def current_revision(db: Database) -> tuple[str, ...]:
+    """Return the schema revisions (one per branch head) the database is at; () before any."""
 
-    async def unit(conn: AsyncConnection) -> str | None:
-        def read(sync: Connection) -> str | None:
+    async def unit(conn: AsyncConnection) -> tuple[str, ...]:
+        def read(sync: Connection) -> tuple[str, ...]:
             from alembic.runtime.migration import MigrationContext
 
-            return MigrationContext.configure(sync).get_current_revision()
+            return tuple(sorted(MigrationContext.configure(sync).get_current_heads()))
 
         return await conn.run_sync(read)
 

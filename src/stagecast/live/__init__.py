@@ -1,0 +1,1 @@
+"""Live sessions: the state machine, packaging with ffmpeg, segments, playlists, storage."""
