@@ -88,7 +88,9 @@ live_init = Table(
     Column("path", String(512), nullable=False),
     Column("codecs", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("session_id", "rendition", "epoch", name="uq_live_init_session_id_rendition_epoch"),
+    UniqueConstraint(
+        "session_id", "rendition", "epoch", name="uq_live_init_session_id_rendition_epoch"
+    ),
 )
 
 segment = Table(

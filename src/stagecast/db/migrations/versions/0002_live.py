@@ -21,7 +21,9 @@ NOT_ENDED = sa.text("state <> 'ended'")
 
 def _session_fk(table: str) -> sa.ForeignKeyConstraint:
     return sa.ForeignKeyConstraint(
-        ["session_id"], ["live_session.id"], name=f"fk_{table}_session_id_live_session",
+        ["session_id"],
+        ["live_session.id"],
+        name=f"fk_{table}_session_id_live_session",
         ondelete="CASCADE",
     )
 
@@ -45,7 +47,9 @@ def upgrade() -> None:
         sa.Column("end_reason", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_live_session"),
         sa.ForeignKeyConstraint(
-            ["channel_id"], ["channel.id"], name="fk_live_session_channel_id_channel",
+            ["channel_id"],
+            ["channel.id"],
+            name="fk_live_session_channel_id_channel",
             ondelete="CASCADE",
         ),
         sa.CheckConstraint(
@@ -53,13 +57,20 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "uq_live_session_active_channel", "live_session", ["channel_id"], unique=True,
-        sqlite_where=NOT_ENDED, postgresql_where=NOT_ENDED,
+        "uq_live_session_active_channel",
+        "live_session",
+        ["channel_id"],
+        unique=True,
+        sqlite_where=NOT_ENDED,
+        postgresql_where=NOT_ENDED,
     )
     op.create_index("ix_live_session_channel_id_id", "live_session", ["channel_id", "id"])
     op.create_index(
-        "ix_live_session_state", "live_session", ["state"],
-        sqlite_where=NOT_ENDED, postgresql_where=NOT_ENDED,
+        "ix_live_session_state",
+        "live_session",
+        ["state"],
+        sqlite_where=NOT_ENDED,
+        postgresql_where=NOT_ENDED,
     )
     op.create_table(
         "live_rendition",
