@@ -22,6 +22,8 @@ from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import open_database
 from stagecast.db.migrate import upgrade
+from stagecast.live.hooks import SessionHooks
+from stagecast.live.storage import LocalStorage, SegmentStorage
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from stagecast.web import errors, health, pages
 
@@ -49,7 +51,10 @@ async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
         memory_bus = MemoryBus()
         stack.push_async_callback(memory_bus.close)
         bus, limiter = memory_bus, MemoryRateLimiter()
-    return Core(settings=settings, db=db, bus=bus, limiter=limiter, redis=redis)
+    core = Core(settings=settings, db=db, bus=bus, limiter=limiter, redis=redis)
+    core.register(SessionHooks())
+    core.register(LocalStorage(settings.data_dir / "media"), as_type=SegmentStorage)
+    return core
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:

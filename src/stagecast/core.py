@@ -38,9 +38,9 @@ class Core:
         assert self.settings.secret_key, "create_app requires a secret key"
         return self.settings.secret_key
 
-    def register(self, component: object) -> None:
-        """Make ``component`` reachable by its type."""
-        self._components[type(component)] = component
+    def register(self, component: object, *, as_type: type | None = None) -> None:
+        """Make ``component`` reachable by its type (or by ``as_type``, e.g. a Protocol)."""
+        self._components[as_type or type(component)] = component
 
     def get(self, kind: type[T]) -> T:
         """Return the registered component of type ``kind``."""

@@ -1,0 +1,40 @@
+"""Run the benchmarks: ``python -m bench [SUITE ...] [--quick]`` (``make bench``).
+
+Each suite is a module of this package with ``run(quick: bool) -> None`` that prints its
+figures next to a baseline measured in the same run. ``--quick`` shortens every suite (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUITES = ("ingest", "metrics", "vod", "chat")
+
+
+def main() -> None:
+    """Run the chosen suites (all by default) in order."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)}")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (CI mode)")
+    args = parser.parse_args()
+    chosen = args.suites or list(SUITES)
+    unknown = [s for s in chosen if s not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite(s): {', '.join(unknown)}")
+    for name in chosen:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"bench.{name}":
+                raise
+            print(f"== {name}: not available yet", flush=True)
+            continue
+        print(f"== {name}", flush=True)
+        module.run(quick=args.quick)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
