@@ -161,3 +161,62 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def unique(prefix: str = "t") -> str:
     """Return a short unique name."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+class RunningServer:
+    """A real uvicorn serving the app on 127.0.0.1, for sockets, streams and ingest."""
+
+    def __init__(self, app: FastAPI, server: Any) -> None:
+        self.app = app
+        self.server = server
+        sockets = server.servers[0].sockets
+        self.port = int(sockets[0].getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def core(self) -> Any:
+        """Return the running app's Core."""
+        return self.app.state.core
+
+
+async def start_server(settings: Settings) -> tuple[RunningServer, asyncio.Task[None]]:
+    """Start uvicorn with the app for ``settings`` and wait until it accepts connections."""
+    import uvicorn
+
+    application = create_app(settings)
+    config = uvicorn.Config(
+        application,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.02)
+    return RunningServer(application, server), task
+
+
+async def stop_server(running: RunningServer, task: asyncio.Task[None]) -> None:
+    """Ask uvicorn to stop and wait for it (bounded)."""
+    running.server.should_exit = True
+    async with asyncio.timeout(30):
+        await task
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """The app on a real socket (HTTP on a free port, RTMP on a free port)."""
+    if not settings.is_sqlite:
+        database = open_database(settings)
+        await truncate_all(database)
+        await database.dispose()
+    running, task = await start_server(settings)
+    yield running
+    await stop_server(running, task)

@@ -22,7 +22,11 @@ from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import open_database
 from stagecast.db.migrate import upgrade
+from stagecast.ingest import servers as ingest_servers
+from stagecast.ingest.http import router as ingest_router
+from stagecast.live import runtime as live_runtime
 from stagecast.live.hooks import SessionHooks
+from stagecast.live.router import router as live_router
 from stagecast.live.storage import LocalStorage, SegmentStorage
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from stagecast.web import errors, health, pages
@@ -30,7 +34,7 @@ from stagecast.web import errors, health, pages
 # Each domain contributes a starter: it builds its components, registers them on the core and
 # pushes their shutdown onto the stack.
 Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
-STARTERS: list[Starter] = []
+STARTERS: list[Starter] = [live_runtime.start, ingest_servers.start]
 
 
 async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
@@ -89,6 +93,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth_router)
     app.include_router(channels_router)
+    app.include_router(live_router)
+    app.include_router(ingest_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     return app

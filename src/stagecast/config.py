@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     # Live media.
+    node_name: str | None = None
     ffmpeg: str | None = None
     reconnect_grace_seconds: float = Field(default=30.0, ge=0)
     segment_seconds: float = Field(default=2.0, ge=0.5, le=10)

@@ -26,7 +26,47 @@ class EndedSession:
     reason: str
 
 
+@dataclass(frozen=True)
+class SegmentEvent:
+    """One segment accepted into a live session (for metrics; no I/O allowed in observers)."""
+
+    session_id: int
+    channel_id: int
+    rendition: str
+    sequence: int
+    duration: float  # seconds of media
+    byte_size: int
+    video_frames: int
+    keyframe: bool
+    discontinuity: bool
+    work_seconds: float  # server time from receipt to playlist updated
+
+
+@dataclass(frozen=True)
+class MediaEvent:
+    """One RTMP audio or video message of a live session (observers must be O(1), no I/O)."""
+
+    session_id: int
+    channel_id: int
+    kind: str  # "audio" or "video"
+    timestamp_ms: int
+    byte_size: int
+    keyframe: bool
+
+
+@dataclass(frozen=True)
+class ViewEvent:
+    """A player fetched a live media playlist (one per viewer and refresh)."""
+
+    session_id: int
+    channel_id: int
+    viewer_id: str  # the playback session id the master playlist handed out (``vs``)
+
+
 EndHook = Callable[[AsyncConnection, EndedSession], Awaitable[None]]
+SegmentObserver = Callable[[SegmentEvent], None]
+MediaObserver = Callable[[MediaEvent], None]
+ViewObserver = Callable[[ViewEvent], None]
 
 
 @dataclass
@@ -34,3 +74,6 @@ class SessionHooks:
     """Callbacks the session manager runs at lifecycle points."""
 
     on_ended: list[EndHook] = field(default_factory=list)
+    on_segment: list[SegmentObserver] = field(default_factory=list)
+    on_media: list[MediaObserver] = field(default_factory=list)
+    on_view: list[ViewObserver] = field(default_factory=list)

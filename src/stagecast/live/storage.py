@@ -30,11 +30,21 @@ def media_path(channel_id: int, session_id: int, rendition: str, filename: str) 
     return f"{channel_id}/{session_id}/{rendition}/{filename}"
 
 
+def session_path(channel_id: int, session_id: int, filename: str) -> str:
+    """Build the relative path of a file that belongs to the whole session (the master)."""
+    if not _SAFE_PART.fullmatch(filename) or ".." in filename:
+        raise StorageError(f"unsafe path component {filename!r}")
+    return f"{channel_id}/{session_id}/{filename}"
+
+
 class SegmentStorage(Protocol):
     """Write-once media storage."""
 
     async def write(self, path: str, data: bytes) -> int:
         """Store ``data`` at ``path`` (temp file + rename); return the byte count."""
+
+    async def read(self, path: str) -> bytes:
+        """Return the bytes at ``path``; raises FileNotFoundError if there are none."""
 
     def resolve(self, path: str) -> Path:
         """Return the local file of ``path``; raises StorageError if it escapes the root."""
@@ -64,6 +74,11 @@ class LocalStorage:
         """Write ``data`` to a temp file beside ``path`` and rename it into place."""
         target = self.resolve(path)
         return await asyncio.to_thread(self._write, target, data)
+
+    async def read(self, path: str) -> bytes:
+        """Return the bytes at ``path``; raises FileNotFoundError if there are none."""
+        target = self.resolve(path)
+        return await asyncio.to_thread(target.read_bytes)
 
     def _write(self, target: Path, data: bytes) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,12 @@ async def studio_page(request: Request) -> HTMLResponse:
     return render(request, "studio.html", title="Studio")
 
 
+@router.get("/c/{slug}", response_class=HTMLResponse)
+async def viewer_page(request: Request, slug: str) -> HTMLResponse:
+    """The viewer page: player, live state, chat. Access is checked by the APIs it calls."""
+    return render(request, "viewer.html", title=slug, slug=slug)
+
+
 @router.get("/studio/channels/{slug}", response_class=HTMLResponse)
 async def channel_page(request: Request, slug: str) -> HTMLResponse:
     """One channel's settings and stream key."""

@@ -1,0 +1,330 @@
+"""The live sessions of this process: accept publishers, hold grace windows, end sessions.
+
+``acquire`` gives a publisher its session (new, or the same one on a reconnect within the
+grace window); ``release`` starts the grace window; ``end`` ends a session for good. A sweep
+ends sessions whose grace ran out, including those of processes that died, and start-up puts
+this node's orphaned sessions back into ``reconnecting`` so an encoder that retries continues
+the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from stagecast.bus import Bus, Gap, Subscription
+from stagecast.channels.service import KEY_ROTATED_TOPIC, KeyMatch
+from stagecast.config import Settings
+from stagecast.db import Database
+from stagecast.errors import StagecastError
+from stagecast.live import service
+from stagecast.live.hooks import SessionHooks
+from stagecast.live.playlists import SegmentEntry
+from stagecast.live.service import AlreadyLive
+from stagecast.live.session import LiveDeps, LiveSession
+from stagecast.live.storage import SegmentStorage
+
+log = logging.getLogger(__name__)
+
+Kick = Callable[[str], Awaitable[None]]
+_SWEEP_EVERY = 5.0
+
+
+@dataclass
+class _Held:
+    session: LiveSession
+    key_version: int
+    kick: Kick | None = None
+    grace: asyncio.Task[None] | None = None
+    ending: bool = False
+
+
+def node_name(settings: Settings) -> str:
+    """Return this process's stable name (host and HTTP port), used to own sessions."""
+    return settings.node_name or f"{socket.gethostname()}:{settings.port}"
+
+
+class LiveManager:
+    """Owns the sessions whose publishers connect to this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: Bus,
+        storage: SegmentStorage,
+        hooks: SessionHooks,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.hooks = hooks
+        self.node = node_name(settings)
+        self.deps = LiveDeps(
+            db, storage, hooks, bus, settings.live_window_segments, settings.segment_seconds
+        )
+        self._held: dict[int, _Held] = {}  # by channel id
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background work: reconcile orphans, sweep expired sessions, watch keys.
+
+        Nothing here needs the database to be up: reconciliation retries in the background.
+        """
+        rotations = await self.bus.subscribe(KEY_ROTATED_TOPIC, maxsize=256)
+        self._tasks = [
+            asyncio.create_task(self._sweep_forever(), name="live-sweep"),
+            asyncio.create_task(self._watch_rotations(rotations), name="live-keys"),
+        ]
+
+    async def reconcile(self) -> int:
+        """Put this node's sessions orphaned by a restart into ``reconnecting``; return count."""
+        moved = 0
+        for session_id in await service.orphaned_sessions(self.db, self.node):
+            if session_id in {h.session.id for h in self._held.values()}:
+                continue
+            if await service.disconnect(self.db, session_id, self.node):
+                moved += 1
+                log.info(
+                    "session %s was live when this process stopped; waiting for the encoder",
+                    session_id,
+                )
+        return moved
+
+    async def close(self) -> None:
+        """Disconnect every publisher; their sessions wait in ``reconnecting`` for a restart."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for held in list(self._held.values()):
+            if held.grace is not None:
+                held.grace.cancel()
+            if held.kick is not None:
+                with contextlib.suppress(Exception):
+                    await held.kick("server shutting down")
+        self._held.clear()
+
+    # -- publishers -------------------------------------------------------------------------
+
+    def local(self, channel_id: int) -> LiveSession | None:
+        """Return the session of ``channel_id`` this process holds, if any."""
+        held = self._held.get(channel_id)
+        return held.session if held is not None else None
+
+    def sessions(self) -> list[LiveSession]:
+        """Return every session this process holds."""
+        return [h.session for h in self._held.values()]
+
+    async def acquire(self, match: KeyMatch, kick: Kick) -> LiveSession:
+        """Give a publisher with a verified key its session. Raises AlreadyLive."""
+        async with self._lock:
+            held = self._held.get(match.channel_id)
+            if held is not None and held.kick is not None:
+                raise AlreadyLive("the channel is already live")
+            row = await service.open_session(
+                self.db,
+                channel_id=match.channel_id,
+                title=match.title,
+                profile=match.profile,
+                key_version=match.key_version,
+                node=self.node,
+                local_busy=False,
+            )
+            if held is not None and held.session.id == row.id:
+                if held.grace is not None:
+                    held.grace.cancel()
+                    held.grace = None
+                held.kick, held.key_version = kick, match.key_version
+                held.session.next_epoch()
+                held.session.reconnects = row.reconnects
+                session = held.session
+            else:
+                session = await self._load(row, match)
+                self._held[match.channel_id] = _Held(session, match.key_version, kick)
+        state = "live" if session.state == "live" else "idle"
+        await self._announce(session, state)
+        return session
+
+    async def _load(self, row: service.SessionRow, match: KeyMatch) -> LiveSession:
+        """Build the in-memory session; a resumed one continues its sequences and playlists."""
+        epoch, next_sequences = 0, dict[str, int]()
+        if row.resumed:
+            epoch, next_sequences = await service.resume_point(self.db, row.id)
+            epoch += 1
+        session = LiveSession(
+            self.deps,
+            row,
+            slug=match.slug,
+            dvr_seconds=float(match.dvr_window_seconds),
+            epoch=epoch,
+            next_sequences=next_sequences,
+        )
+        if row.resumed:
+            await self._refill(session, next_sequences)
+        session.on_ended_elsewhere = self._ended_elsewhere
+        return session
+
+    async def _ended_elsewhere(self, session: LiveSession) -> None:
+        """Another process (or the owner through it) ended our session: let the publisher go."""
+        held = self._held.get(session.channel_id)
+        if held is None or held.session is not session:
+            return
+        del self._held[session.channel_id]
+        if held.grace is not None:
+            held.grace.cancel()
+        if held.kick is not None:
+            with contextlib.suppress(Exception):
+                await held.kick("the session was ended")
+        session.state = "ended"
+        await session.close_playlists()
+
+    async def _refill(self, session: LiveSession, next_sequences: dict[str, int]) -> None:
+        """Put the last archived segments back into the playlists of a resumed session."""
+        keep = max(self.settings.live_window_segments, 1)
+        for name in next_sequences:
+            rendition = session._rendition(name)
+            for record, init_path in await service.recent_segments(self.db, session.id, name, keep):
+                rendition.playlist.append(
+                    SegmentEntry(
+                        record.sequence,
+                        record.duration,
+                        record.path.rsplit("/", 1)[-1],
+                        record.program_date_time,
+                        record.discontinuity,
+                        init_path.rsplit("/", 1)[-1],
+                        record.byte_size,
+                    )
+                )
+            rendition.discontinuity_pending = True
+
+    async def release(self, session: LiveSession, reason: str) -> None:
+        """The publisher left: mark the session ``reconnecting`` and start its grace window."""
+        async with self._lock:
+            held = self._held.get(session.channel_id)
+            if held is None or held.session is not session or held.ending:
+                return
+            held.kick = None
+            await session.flush(timeout=2.0)
+            if not await service.disconnect(self.db, session.id, self.node):
+                return
+            session.state = "reconnecting"
+            grace = self.settings.reconnect_grace_seconds
+            held.grace = asyncio.create_task(
+                self._grace(session, grace), name=f"grace-{session.id}"
+            )
+        log.info(
+            "session %s: publisher gone (%s); waiting %.0f s for it", session.id, reason, grace
+        )
+        await self._announce(session, "reconnecting")
+
+    async def _grace(self, session: LiveSession, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await self.end(session.channel_id, "publisher did not come back", states=("reconnecting",))
+
+    async def end(
+        self,
+        channel_id: int,
+        reason: str,
+        *,
+        states: tuple[str, ...] = ("idle", "live", "reconnecting"),
+    ) -> bool:
+        """End the channel's session held here (kicking its publisher). False if none ended."""
+        held = self._held.get(channel_id)
+        if held is None:
+            return False
+        held.ending = True
+        if held.kick is not None:
+            kick, held.kick = held.kick, None
+            with contextlib.suppress(Exception):
+                await kick(reason)
+        session = held.session
+        await session.flush()
+        ended = await service.end_session(self.db, session.id, reason, self.hooks, states=states)
+        if ended is None:
+            held.ending = False
+            return False
+        if self._held.get(channel_id) is held:
+            del self._held[channel_id]
+        if held.grace is not None and held.grace is not asyncio.current_task():
+            held.grace.cancel()
+        session.state = "ended"
+        await session.close_playlists()
+        log.info("session %s ended: %s", session.id, reason)
+        await self._announce(session, "ended")
+        return True
+
+    async def end_remote(self, session_id: int, reason: str, states: tuple[str, ...]) -> bool:
+        """End a session no process holds (its owner died); runs the same hooks."""
+        ended = await service.end_session(self.db, session_id, reason, self.hooks, states=states)
+        if ended is not None:
+            with contextlib.suppress(StagecastError):
+                await self.bus.publish(
+                    f"live.{ended.channel_id}",
+                    {"type": "state", "state": "ended", "session_id": session_id},
+                )
+        return ended is not None
+
+    # -- background -------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        reconciled = False
+        while True:
+            try:
+                if not reconciled:
+                    await self.reconcile()
+                    reconciled = True
+                await self.sweep()
+            except StagecastError as exc:
+                log.warning("live sweep skipped: %s", exc.code)
+            await asyncio.sleep(_SWEEP_EVERY)
+
+    async def sweep(self) -> int:
+        """End sessions whose grace window passed or whose publisher went silent; return count."""
+        grace = self.settings.reconnect_grace_seconds
+        stale_after = grace + max(60.0, 10 * self.settings.segment_seconds)
+        local_ids = {h.session.id for h in self._held.values()}
+        ended = 0
+        for session_id, state in await service.expired_sessions(
+            self.db, grace=grace + 1.0, stale_after=stale_after
+        ):
+            if session_id in local_ids:
+                continue  # our own grace timers and publishers handle these
+            reason = "publisher did not come back" if state == "reconnecting" else "stale"
+            ended += await self.end_remote(session_id, reason, (state,))
+        return ended
+
+    async def _watch_rotations(self, subscription: Subscription) -> None:
+        async with subscription:
+            while True:
+                item = await subscription.get()
+                if item is None or isinstance(item, Gap):
+                    continue
+                held = self._held.get(int(item.get("channel_id", 0)))
+                if (
+                    held is not None
+                    and held.kick is not None
+                    and held.key_version < int(item.get("key_version", 0))
+                ):
+                    log.info(
+                        "session %s: stream key rotated; disconnecting the publisher",
+                        held.session.id,
+                    )
+                    kick, held.kick = held.kick, None
+                    with contextlib.suppress(Exception):
+                        await kick("stream key rotated")
+
+    async def _announce(self, session: LiveSession, state: str) -> None:
+        with contextlib.suppress(StagecastError):
+            await self.bus.publish(
+                f"live.{session.channel_id}",
+                {"type": "state", "state": state, "session_id": session.id, "slug": session.slug},
+            )

@@ -1,0 +1,314 @@
+"""HLS for viewers (``/hls/<slug>/...``) and the channel's live status and controls.
+
+The process that holds a session serves its playlists from memory; any other process serves
+the copies the session writes to storage, so viewers can hit any process. Playlists are
+``no-cache``, segments immutable. Private channels need a playback token (``?token=``), which
+is carried into every URI of the playlists served with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
+from stagecast.auth.service import Account
+from stagecast.cache import TtlCache
+from stagecast.channels import playback
+from stagecast.channels.policy import Action, allowed, require
+from stagecast.channels.service import access_to
+from stagecast.core import Core
+from stagecast.errors import NotFound
+from stagecast.live import service
+from stagecast.live.hooks import SessionHooks, ViewEvent
+from stagecast.live.manager import LiveManager
+from stagecast.live.service import ChannelLive
+from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["live"])
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_MEDIA_FILE = re.compile(r"^(init-\d{1,6}\.mp4|seg-\d{8,10}\.m4s)$")
+_RENDITION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_PLAYLIST_HEADERS = {"Cache-Control": "no-cache, max-age=1"}
+_VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class _Lookups:
+    """Per-process cache of slug → channel and active session (1 s), so polling is cheap."""
+
+    def __init__(self) -> None:
+        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=1.0)
+
+
+def _lookups(core: Core) -> _Lookups:
+    try:
+        return core.get(_Lookups)
+    except KeyError:
+        lookups = _Lookups()
+        core.register(lookups)
+        return lookups
+
+
+async def _channel(core: Core, slug: str) -> ChannelLive:
+    found = await _lookups(core).cache.get(slug, lambda: service.channel_live(core.db, slug))
+    if found is None:
+        raise NotFound("channel not found")
+    return found
+
+
+async def _authorize(
+    core: Core, found: ChannelLive, token: str | None, account: Account | None
+) -> None:
+    """Raise NotFound unless the caller may watch ``found`` (token, visibility or staff)."""
+    if found.visibility != "private":
+        return
+    if playback.allows(core.secret_key, token, f"channel:{found.channel_id}"):
+        return
+    if account is not None:
+        _, access = await access_to(core.db, found.slug, account)
+        if allowed(access, Action.VIEW):
+            return
+    raise NotFound("channel not found")
+
+
+def _with_query(text: str, params: dict[str, str | None]) -> str:
+    """Append a query (playback token, viewer session) to every URI of a playlist."""
+    kept = {k: v for k, v in params.items() if v}
+    if not kept:
+        return text
+    suffix = "?" + urlencode(kept)
+    lines = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            line += suffix
+        elif line.startswith("#EXT-X-MAP:URI="):
+            line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m.group(1)}{suffix}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _playlist(text: str, token: str | None, viewer: str | None = None) -> Response:
+    body = _with_query(text, {"token": token, "vs": viewer})
+    return Response(body, media_type=PLAYLIST_TYPE, headers=_PLAYLIST_HEADERS)
+
+
+def _viewer_id(given: str | None) -> str:
+    """Return the player's playback session id, or a new one (what viewer counts count)."""
+    return given if given and _VIEWER.fullmatch(given) else secrets.token_urlsafe(12)
+
+
+async def _stored_text(core: Core, path: str) -> str:
+    try:
+        return (await core.get(SegmentStorage).read(path)).decode()  # type: ignore[type-abstract]
+    except (FileNotFoundError, StorageError) as exc:
+        raise NotFound("not found") from exc
+
+
+TokenQuery = Annotated[str | None, Query(max_length=1024)]
+ViewerQuery = Annotated[str | None, Query(max_length=64)]
+
+
+@router.get("/hls/{slug}/master.m3u8", include_in_schema=False)
+async def master(
+    slug: str,
+    core: CoreDep,
+    account: MaybeAccountDep,
+    token: TokenQuery = None,
+    vs: ViewerQuery = None,
+) -> Response:
+    """Serve the master playlist of the channel's current session (404 when offline).
+
+    Variant URIs carry a playback session id (``vs``, the page's own when it passes one), so
+    the media playlist requests of each player can be counted as one viewer.
+    """
+    viewer = _viewer_id(vs)
+    found = await _channel(core, slug)
+    await _authorize(core, found, token, account)
+    if found.session_id is None:
+        raise NotFound("the channel is offline")
+    local = core.get(LiveManager).local(found.channel_id)
+    if local is not None and local.id == found.session_id:
+        text = local.master_text()
+        if text is None:
+            raise NotFound("the stream is starting")
+        return _playlist(text, token, viewer)
+    text = await _stored_text(core, session_path(found.channel_id, found.session_id, "master.m3u8"))
+    return _playlist(text, token, viewer)
+
+
+@router.get("/hls/{slug}/s{session_id}/{rendition}/index.m3u8", include_in_schema=False)
+async def media_playlist(
+    slug: str,
+    session_id: int,
+    rendition: str,
+    core: CoreDep,
+    account: MaybeAccountDep,
+    token: TokenQuery = None,
+    vs: ViewerQuery = None,
+) -> Response:
+    """Serve one rendition's live playlist (and count the player behind ``vs`` as watching)."""
+    found = await _current(core, slug, session_id, rendition, token, account)
+    if vs and _VIEWER.fullmatch(vs):
+        _count_view(core, ViewEvent(session_id, found.channel_id, vs))
+    local = core.get(LiveManager).local(found.channel_id)
+    if local is not None and local.id == session_id:
+        text = local.playlist_text(rendition)
+        if text is None:
+            raise NotFound("no such rendition")
+        return _playlist(text, token)
+    path = media_path(found.channel_id, session_id, rendition, "index.m3u8")
+    return _playlist(await _stored_text(core, path), token)
+
+
+@router.get("/hls/{slug}/s{session_id}/{rendition}/{filename}", include_in_schema=False)
+async def media_file(
+    slug: str,
+    session_id: int,
+    rendition: str,
+    filename: str,
+    core: CoreDep,
+    account: MaybeAccountDep,
+    token: TokenQuery = None,
+) -> Response:
+    """Serve an init or media segment (immutable: names are never reused)."""
+    if not _MEDIA_FILE.fullmatch(filename):
+        raise NotFound("not found")
+    found = await _current(core, slug, session_id, rendition, token, account)
+    try:
+        path = core.get(SegmentStorage).resolve(  # type: ignore[type-abstract]
+            media_path(found.channel_id, session_id, rendition, filename)
+        )
+    except StorageError as exc:
+        raise NotFound("not found") from exc
+    if not path.is_file():
+        raise NotFound("not found")
+    scope = "private" if found.visibility == "private" else "public"
+    return FileResponse(
+        path,
+        media_type="video/mp4" if filename.endswith(".mp4") else "video/iso.segment",
+        headers={"Cache-Control": f"{scope}, max-age=31536000, immutable"},
+    )
+
+
+def _count_view(core: Core, event: ViewEvent) -> None:
+    for observer in core.get(SessionHooks).on_view:
+        try:
+            observer(event)
+        except Exception:  # counting must never break playback
+            log.exception("view observer failed")
+
+
+async def _current(
+    core: Core,
+    slug: str,
+    session_id: int,
+    rendition: str,
+    token: str | None,
+    account: Account | None,
+) -> ChannelLive:
+    if not _RENDITION.fullmatch(rendition):
+        raise NotFound("not found")
+    found = await _channel(core, slug)
+    await _authorize(core, found, token, account)
+    if found.session_id != session_id:
+        raise NotFound("not the channel's current session")
+    return found
+
+
+class LiveStatus(BaseModel):
+    """Whether a channel is live, and where to play it."""
+
+    slug: str
+    title: str
+    visibility: str
+    live: bool
+    state: str
+    session_id: int | None
+    started_at: str | None
+    master_url: str | None
+    playback_token: str | None = Field(
+        default=None, description="Present for private channels the caller may watch."
+    )
+
+
+@router.get("/api/v1/channels/{slug}/live", response_model=LiveStatus)
+async def live_status(
+    slug: str, core: CoreDep, account: MaybeAccountDep, token: TokenQuery = None
+) -> LiveStatus:
+    """Say whether the channel is live (public, or with access for private channels)."""
+    found = await _channel(core, slug)
+    await _authorize(core, found, token, account)
+    issued = None
+    if found.visibility == "private":
+        issued = token or playback.issue(core.secret_key, f"channel:{found.channel_id}")
+    state = found.state or "offline"
+    live = state in ("live", "reconnecting")
+    master_url = f"/hls/{found.slug}/master.m3u8" if found.session_id is not None else None
+    if master_url and issued:
+        master_url += f"?token={issued}"
+    return LiveStatus(
+        slug=found.slug,
+        title=found.title,
+        visibility=found.visibility,
+        live=live,
+        state=state,
+        session_id=found.session_id,
+        started_at=found.started_at.isoformat() if found.started_at else None,
+        master_url=master_url,
+        playback_token=issued,
+    )
+
+
+class TokenOut(BaseModel):
+    """A playback link for a private channel."""
+
+    token: str
+    expires_in: int
+    watch_url: str
+
+
+class TokenIn(BaseModel):
+    """How long the link should work."""
+
+    hours: float = Field(default=6.0, gt=0, le=24 * 30)
+
+
+@router.post("/api/v1/channels/{slug}/playback-tokens", response_model=TokenOut, status_code=201)
+async def create_playback_token(
+    slug: str, body: TokenIn, account: AccountDep, core: CoreDep
+) -> TokenOut:
+    """Make a signed, expiring link to a channel (owners and admins)."""
+    found, access = await access_to(core.db, slug, account)
+    require(access, Action.MANAGE)
+    ttl = body.hours * 3600
+    token = playback.issue(core.secret_key, f"channel:{found.id}", ttl)
+    return TokenOut(token=token, expires_in=int(ttl), watch_url=f"/c/{found.slug}?token={token}")
+
+
+@router.post("/api/v1/channels/{slug}/end", status_code=204)
+async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
+    """End the channel's live session now (owner or admin); the recording becomes a VOD."""
+    found, access = await access_to(core.db, slug, account)
+    require(access, Action.MANAGE)
+    manager = core.get(LiveManager)
+    if await manager.end(found.id, "ended by the broadcaster"):
+        _lookups(core).cache.invalidate(slug)
+        return
+    current = await service.channel_live(core.db, slug)
+    if current is None or current.session_id is None:
+        raise NotFound("the channel is not live")
+    # Held by another process (or by none, after a crash): end it through the database.
+    # The holding process sees the end on its next segment and lets its publisher go.
+    await manager.end_remote(
+        current.session_id, "ended by the broadcaster", ("idle", "live", "reconnecting")
+    )
+    _lookups(core).cache.invalidate(slug)

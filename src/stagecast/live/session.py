@@ -1,0 +1,400 @@
+"""One live session held by this process: segments in, archive and playlists out.
+
+Both ingest paths end here: the RTMP path through the packager, the HTTP push path directly.
+For each whole segment the session assigns the next sequence number of its rendition, writes
+the file once under a server-built name, archives its row, and appends it to the in-memory
+playlist (also written to storage, so every process can serve it). Nothing downstream knows
+which ingest path produced the segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from stagecast.bus import Bus
+from stagecast.db import Database
+from stagecast.db.schema import utcnow
+from stagecast.errors import StagecastError
+from stagecast.live import service
+from stagecast.live.bandwidth import BandwidthStats
+from stagecast.live.fmp4 import InitInfo, MediaError, parse_init, parse_segment
+from stagecast.live.hooks import SegmentEvent, SessionHooks
+from stagecast.live.playlists import MediaPlaylist, SegmentEntry, Variant, render_master
+from stagecast.live.service import SegmentRecord, SessionRow
+from stagecast.live.storage import SegmentStorage, media_path, session_path
+
+log = logging.getLogger(__name__)
+
+_RECORD_DEADLINE = 2.0  # seconds: a slow database must not hold the live edge back
+_BACKLOG_LIMIT = 20_000
+_SAVE_RENDITION_EVERY = 5
+
+
+@dataclass(frozen=True)
+class LiveDeps:
+    """What a session needs from the process."""
+
+    db: Database
+    storage: SegmentStorage
+    hooks: SessionHooks
+    bus: Bus
+    window_segments: int
+    segment_seconds: float
+
+
+@dataclass
+class Rendition:
+    """Per-rendition state: playlist, bandwidth, current init, next sequence."""
+
+    name: str
+    playlist: MediaPlaylist
+    bandwidth: BandwidthStats = field(default_factory=BandwidthStats)
+    init: InitInfo | None = None
+    init_epoch: int = -1
+    next_sequence: int = 0
+    discontinuity_pending: bool = False
+    anchor: tuple[datetime, float] | None = None  # (wall clock, media time) of the epoch start
+    frame_rate: float | None = None
+    since_saved: int = 0
+
+
+class LiveSession:
+    """A session whose publisher is (or was just) connected to this process."""
+
+    def __init__(
+        self,
+        deps: LiveDeps,
+        row: SessionRow,
+        *,
+        slug: str,
+        dvr_seconds: float,
+        epoch: int,
+        next_sequences: dict[str, int],
+    ) -> None:
+        self.deps = deps
+        self.id = row.id
+        self.channel_id = row.channel_id
+        self.slug = slug
+        self.title = row.title
+        self.profile = row.profile
+        self.state = row.state
+        self.started_at = row.started_at
+        self.reconnects = row.reconnects
+        self.dvr_seconds = dvr_seconds
+        self.epoch = epoch
+        self.renditions: dict[str, Rendition] = {}
+        self._next_sequences = dict(next_sequences)
+        self._backlog: deque[SegmentRecord] = deque()
+        self._recorder: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.last_media = time.monotonic()
+        self.segments_dropped = 0
+        self.ended = False
+        # Set by the manager: called when the database says another process ended us.
+        self.on_ended_elsewhere: Callable[[LiveSession], Coroutine[Any, Any, None]] | None = None
+
+    # -- epochs -----------------------------------------------------------------------------
+
+    def next_epoch(self) -> int:
+        """Start a new epoch (a new publisher connection or packager run): a discontinuity."""
+        self.epoch += 1
+        for rendition in self.renditions.values():
+            rendition.discontinuity_pending = rendition.next_sequence > 0
+            rendition.anchor = None
+        return self.epoch
+
+    def _rendition(self, name: str) -> Rendition:
+        rendition = self.renditions.get(name)
+        if rendition is None:
+            playlist = MediaPlaylist(
+                window_segments=self.deps.window_segments,
+                dvr_seconds=self.dvr_seconds,
+                # RFC 8216 6.2.1: the target duration should not change; start at the target.
+                min_target_duration=math.ceil(self.deps.segment_seconds),
+            )
+            bandwidth = BandwidthStats(min_peak_duration=self.deps.segment_seconds / 2)
+            rendition = Rendition(
+                name, playlist, bandwidth, next_sequence=self._next_sequences.get(name, 0)
+            )
+            rendition.discontinuity_pending = rendition.next_sequence > 0
+            self.renditions[name] = rendition
+        return rendition
+
+    # -- media in ---------------------------------------------------------------------------
+
+    async def add_init(self, name: str, data: bytes) -> None:
+        """Take the init segment of ``name`` for the current epoch. Raises MediaError."""
+        info = parse_init(data)
+        async with self._lock:
+            rendition = self._rendition(name)
+            filename = f"init-{self.epoch}.mp4"
+            path = media_path(self.channel_id, self.id, name, filename)
+            await self.deps.storage.write(path, data)
+            await service.record_init(
+                self.deps.db,
+                session_id=self.id,
+                rendition=name,
+                epoch=self.epoch,
+                path=path,
+                codecs=info.codecs,
+            )
+            if rendition.init_epoch != self.epoch and rendition.next_sequence > 0:
+                rendition.discontinuity_pending = True
+            rendition.init = info
+            rendition.init_epoch = self.epoch
+            await self._save_rendition(rendition)
+            await self._write_master()
+
+    async def add_segment(self, name: str, data: bytes) -> bool:
+        """Take one whole media segment of ``name``; False if it was refused (logged, counted)."""
+        received = time.perf_counter()
+        async with self._lock:
+            rendition = self.renditions.get(name)
+            if self.ended or rendition is None or rendition.init is None:
+                self.segments_dropped += 1
+                return False
+            try:
+                info = parse_segment(data, rendition.init)
+            except MediaError as exc:
+                self.segments_dropped += 1
+                log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
+                return False
+            await self._accept(
+                rendition,
+                data,
+                info.duration,
+                info.start_time,
+                received,
+                info.video_frames,
+                info.starts_with_keyframe,
+            )
+            return True
+
+    async def _accept(
+        self,
+        rendition: Rendition,
+        data: bytes,
+        duration: float,
+        start_time: float,
+        received: float,
+        frames: int,
+        keyframe: bool,
+    ) -> None:
+        sequence = rendition.next_sequence
+        rendition.next_sequence += 1
+        filename = f"seg-{sequence:08d}.m4s"
+        path = media_path(self.channel_id, self.id, rendition.name, filename)
+        await self.deps.storage.write(path, data)
+        if rendition.anchor is None:
+            rendition.anchor = (utcnow() - timedelta(seconds=duration), start_time)
+        wall, media = rendition.anchor
+        pdt = wall + timedelta(seconds=start_time - media)
+        discontinuity = rendition.discontinuity_pending
+        rendition.discontinuity_pending = False
+        record = SegmentRecord(
+            self.id,
+            rendition.name,
+            sequence,
+            rendition.init_epoch,
+            discontinuity,
+            duration,
+            len(data),
+            pdt,
+            path,
+        )
+        await self._archive(record)
+        rendition.playlist.append(
+            SegmentEntry(
+                sequence,
+                duration,
+                filename,
+                pdt,
+                discontinuity,
+                f"init-{rendition.init_epoch}.mp4",
+                len(data),
+            )
+        )
+        rendition.bandwidth.add(len(data), duration)
+        if frames and duration > 0:
+            rendition.frame_rate = round(frames / duration, 3)
+        await self._write_playlist(rendition)
+        self.last_media = time.monotonic()
+        self._observe(rendition, record, frames, keyframe, time.perf_counter() - received)
+        rendition.since_saved += 1
+        if len(rendition.playlist.segments) == 1 or rendition.since_saved >= _SAVE_RENDITION_EVERY:
+            await self._save_rendition(rendition)
+            await self._write_master()
+
+    def _observe(
+        self, rendition: Rendition, record: SegmentRecord, frames: int, keyframe: bool, work: float
+    ) -> None:
+        event = SegmentEvent(
+            self.id,
+            self.channel_id,
+            rendition.name,
+            record.sequence,
+            record.duration,
+            record.byte_size,
+            frames,
+            keyframe,
+            record.discontinuity,
+            work,
+        )
+        for observer in self.deps.hooks.on_segment:
+            try:
+                observer(event)
+            except Exception:  # an observer must never break ingest
+                log.exception("segment observer failed")
+
+    # -- archive ----------------------------------------------------------------------------
+
+    async def _archive(self, record: SegmentRecord) -> None:
+        """Store the row now, or keep it for the recorder if the database is struggling."""
+        if self._backlog:
+            self._queue(record)
+            return
+        try:
+            stored = await service.record_segment(self.deps.db, record, deadline=_RECORD_DEADLINE)
+        except StagecastError as exc:
+            log.warning(
+                "session %s: segment %s/%d not archived yet (%s); will retry",
+                self.id,
+                record.rendition,
+                record.sequence,
+                exc.code,
+            )
+            self._queue(record)
+            return
+        if not stored:
+            if not self.ended and self.on_ended_elsewhere is not None:
+                self.ended = True
+                asyncio.get_running_loop().create_task(self.on_ended_elsewhere(self))
+            return
+        if self.state == "idle":
+            self.state = "live"
+            self.started_at = self.started_at or record.program_date_time
+            await self._announce("live")
+
+    def _queue(self, record: SegmentRecord) -> None:
+        if len(self._backlog) >= _BACKLOG_LIMIT:
+            self._backlog.popleft()
+            self.segments_dropped += 1
+        self._backlog.append(record)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._drain_backlog(), name=f"recorder-{self.id}")
+
+    async def _drain_backlog(self, *, give_up_after: float | None = None) -> None:
+        delay = 0.5
+        started = time.monotonic()
+        while self._backlog:
+            if give_up_after is not None and time.monotonic() - started > give_up_after:
+                return
+            record = self._backlog[0]
+            try:
+                await service.record_segment(self.deps.db, record, deadline=_RECORD_DEADLINE)
+            except StagecastError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._backlog.popleft()
+            delay = 0.5
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Try to archive every pending row before the session ends (bounded)."""
+        if self._recorder is not None and not self._recorder.done():
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
+        await self._drain_backlog(give_up_after=timeout)
+
+    @property
+    def unarchived(self) -> int:
+        """Return how many segments wait for their database row."""
+        return len(self._backlog)
+
+    # -- playlists --------------------------------------------------------------------------
+
+    def playlist_text(self, name: str) -> str | None:
+        """Return the current media playlist of ``name`` (from memory)."""
+        rendition = self.renditions.get(name)
+        return rendition.playlist.render() if rendition is not None else None
+
+    def master_text(self) -> str | None:
+        """Return the master playlist (None before any segment); URIs relative to /hls/<slug>/."""
+        variants = [
+            Variant(
+                uri=f"s{self.id}/{r.name}/index.m3u8",
+                bandwidth=max(r.bandwidth.peak, 1),
+                average_bandwidth=r.bandwidth.average or None,
+                codecs=r.init.codecs if r.init else "",
+                resolution=(
+                    (r.init.video.width, r.init.video.height)
+                    if r.init and r.init.video and r.init.video.width and r.init.video.height
+                    else None
+                ),
+                frame_rate=r.frame_rate,
+                name=r.name,
+            )
+            for r in self.renditions.values()
+            if r.init is not None and r.playlist.segments
+        ]
+        return render_master(variants) if variants else None
+
+    async def _write_playlist(self, rendition: Rendition) -> None:
+        path = media_path(self.channel_id, self.id, rendition.name, "index.m3u8")
+        await self.deps.storage.write(path, rendition.playlist.render().encode())
+
+    async def _write_master(self) -> None:
+        text = self.master_text()
+        if text is not None:
+            path = session_path(self.channel_id, self.id, "master.m3u8")
+            await self.deps.storage.write(path, text.encode())
+
+    async def _save_rendition(self, rendition: Rendition) -> None:
+        rendition.since_saved = 0
+        init = rendition.init
+        if init is None:
+            return
+        video = init.video
+        try:
+            await service.save_rendition(
+                self.deps.db,
+                session_id=self.id,
+                name=rendition.name,
+                codecs=init.codecs,
+                width=video.width if video else None,
+                height=video.height if video else None,
+                frame_rate=rendition.frame_rate,
+                bandwidth=rendition.bandwidth.peak,
+                average_bandwidth=rendition.bandwidth.average,
+            )
+        except StagecastError as exc:  # informational; the next save catches up
+            log.warning(
+                "session %s: rendition %s not saved (%s)", self.id, rendition.name, exc.code
+            )
+
+    async def close_playlists(self) -> None:
+        """Mark every playlist ended (EXT-X-ENDLIST) and write them out."""
+        async with self._lock:
+            self.ended = True
+            for rendition in self.renditions.values():
+                rendition.playlist.end()
+                await self._write_playlist(rendition)
+                await self._save_rendition(rendition)
+            await self._write_master()
+
+    async def _announce(self, state: str) -> None:
+        with contextlib.suppress(StagecastError):
+            await self.deps.bus.publish(
+                f"live.{self.channel_id}",
+                {"type": "state", "state": state, "session_id": self.id, "slug": self.slug},
+            )

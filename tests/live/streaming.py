@@ -1,0 +1,118 @@
+"""Drive a running Stagecast like a broadcaster and a viewer would: ffmpeg in, HTTP out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from stagecast.auth import service as accounts
+from stagecast.channels import service as channels
+from stagecast.ingest.rtmp.server import RtmpServer
+from tests.conftest import RunningServer
+from tests.live.conftest import FFMPEG
+
+
+async def make_channel(
+    server: RunningServer,
+    slug: str,
+    *,
+    profile: str = "passthrough",
+    visibility: str = "public",
+    owner: str | None = None,
+) -> str:
+    """Create an owner and a channel on the running server; return the stream key."""
+    db = server.core.db
+    account = await accounts.create_account(db, owner or f"o-{slug}", "password123", "broadcaster")
+    _, key = await channels.create_channel(
+        db, account, slug, profile=profile, visibility=visibility
+    )
+    return key
+
+
+def pattern_args(seconds: float, size: str = "640x360") -> list[str]:
+    """ffmpeg input and encoder arguments for a real-time test pattern with a 2 s GOP."""
+    return [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        f"{seconds:g}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "60",
+        "-keyint_min",
+        "60",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+    ]
+
+
+@contextlib.asynccontextmanager
+async def publish(
+    server: RunningServer, key: str, seconds: float, *, size: str = "640x360"
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Publish a test pattern over RTMP for ``seconds``; kill ffmpeg on the way out."""
+    port = server.core.get(RtmpServer).port
+    process = await asyncio.create_subprocess_exec(
+        *pattern_args(seconds, size),
+        "-f",
+        "flv",
+        f"rtmp://127.0.0.1:{port}/live/{key}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await process.wait()
+
+
+async def wait_for(client: httpx.AsyncClient, url: str, predicate: Any, timeout: float = 30) -> Any:
+    """Poll ``url`` (JSON) until ``predicate(body)`` holds; return the body."""
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await client.get(url)
+            if response.status_code == 200 and predicate(response.json()):
+                return response.json()
+            await asyncio.sleep(0.2)
+
+
+async def wait_for_segments(
+    client: httpx.AsyncClient, playlist_url: str, count: int, timeout: float = 30
+) -> str:
+    """Poll a media playlist until it lists at least ``count`` segments; return its text."""
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await client.get(playlist_url)
+            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
+                return response.text
+            await asyncio.sleep(0.2)

@@ -1,0 +1,105 @@
+"""The TTL cache: age and size bounds, eviction order, and collapsed concurrent misses."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stagecast.cache import TtlCache
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_entries_expire_after_ttl() -> None:
+    """A value is served until its age reaches the ttl, then loaded again."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=5, clock=clock)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        return loads
+
+    assert await cache.get("a", load) == 1
+    clock.now = 4.9
+    assert await cache.get("a", load) == 1
+    clock.now = 5.0
+    assert await cache.get("a", load) == 2
+
+
+async def test_expired_entries_are_evicted_before_recently_used_ones() -> None:
+    """At the size bound, an expired entry goes first even if it was used most recently."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(max_entries=2, ttl=10, clock=clock)
+    cache.put("old", 1)
+    clock.now = 5
+    cache.put("fresh", 2)
+    clock.now = 10.5  # "old" expired, "fresh" has not
+    cache.put("new", 3)
+    assert cache.peek("fresh") == 2
+    assert cache.peek("new") == 3
+    assert cache.peek("old") is None
+
+
+async def test_least_recently_used_goes_when_nothing_expired() -> None:
+    """With every entry fresh, the least recently used is evicted."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=2, ttl=100)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.peek("a") == 1  # a is now more recent than b
+    cache.put("c", 3)
+    assert cache.peek("b") is None
+    assert cache.peek("a") == 1
+    assert len(cache) == 2
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    """Twenty simultaneous misses for one key run the loader once."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        started.set()
+        await release.wait()
+        return 42
+
+    waiters = [asyncio.create_task(cache.get("k", load)) for _ in range(20)]
+    await started.wait()
+    release.set()
+    assert await asyncio.gather(*waiters) == [42] * 20
+    assert loads == 1
+
+
+async def test_failed_loads_are_not_cached() -> None:
+    """An error reaches the caller and the next get tries again."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+
+    async def broken() -> int:
+        raise RuntimeError("down")
+
+    async def working() -> int:
+        return 7
+
+    with pytest.raises(RuntimeError):
+        await cache.get("k", broken)
+    assert await cache.get("k", working) == 7
+
+
+def test_bad_bounds_are_refused() -> None:
+    """A cache without a size or age bound cannot be made."""
+    with pytest.raises(ValueError, match="max_entries"):
+        TtlCache(max_entries=0, ttl=1)
