@@ -10,6 +10,7 @@ outcome is unknown. Failures leave as the errors of ``stagecast.db.errors``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -78,6 +79,10 @@ class Database:
         self.stats = DbStats()
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._rng = rng or random.Random()
+        # SQLite takes one writer at a time. Queueing this process's writers here (fairly,
+        # within the attempt timeout) beats SQLite's busy handler, which sleeps up to 100 ms
+        # between tries; other processes are still held off by busy_timeout and retries.
+        self._sqlite_writer = asyncio.Lock()
 
     async def run(
         self,
@@ -164,18 +169,21 @@ class Database:
         started = time.perf_counter()
         sent = False
         try:
-            async with asyncio.timeout(timeout + _CLIENT_MARGIN):
-                async with self.engine.connect() as conn:
-                    watchdog = await self._arm(conn, timeout)
-                    try:
-                        await self._begin(conn, kind, timeout)
-                        sent = True
-                        result = await unit(conn)
-                        await conn.commit()
-                        return result
-                    finally:
-                        if watchdog is not None:
-                            watchdog.cancel()
+            async with (
+                asyncio.timeout(timeout + _CLIENT_MARGIN),
+                self._writer(kind),
+                self.engine.connect() as conn,
+            ):
+                watchdog = await self._arm(conn, timeout)
+                try:
+                    await self._begin(conn, kind, timeout)
+                    sent = True
+                    result = await unit(conn)
+                    await conn.commit()
+                    return result
+                finally:
+                    if watchdog is not None:
+                        watchdog.cancel()
         except TimeoutError as exc:
             raise _AttemptError(Failure.TIMEOUT, sent, client=True) from exc
         except (DBAPIError, PoolTimeout, OSError) as exc:
@@ -188,6 +196,11 @@ class Database:
             if elapsed > self.limits.slow_query:
                 self.stats.slow[kind] += 1
                 log.warning("db slow op=%s kind=%s seconds=%.3f", op, kind, elapsed)
+
+    def _writer(self, kind: Kind) -> contextlib.AbstractAsyncContextManager[object]:
+        if self.is_sqlite and kind is not Kind.READ:
+            return self._sqlite_writer
+        return contextlib.nullcontext()
 
     async def _arm(self, conn: AsyncConnection, timeout: float) -> asyncio.TimerHandle | None:
         """On SQLite, schedule an interrupt of the running statement at the attempt timeout."""

@@ -34,6 +34,7 @@ class SegmentEvent:
     channel_id: int
     rendition: str
     sequence: int
+    start_time: float  # seconds: media time of the first sample (tfdt) in this packager run
     duration: float  # seconds of media
     byte_size: int
     video_frames: int

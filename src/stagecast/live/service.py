@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.channels.models import channel
 from stagecast.db import Database, Kind
-from stagecast.db.schema import Record, utcnow
+from stagecast.db.schema import Record, UTCDateTime, utcnow
 from stagecast.errors import Conflict
 from stagecast.live.hooks import EndedSession, SessionHooks
 from stagecast.live.models import live_init, live_rendition, live_session, segment
@@ -182,54 +182,69 @@ async def record_init(
 
 
 async def record_segment(
-    db: Database, record: SegmentRecord, *, deadline: float | None = None
+    db: Database, record: SegmentRecord, *, touch: bool = True, deadline: float | None = None
 ) -> bool:
-    """Archive one segment and mark the session live; False if the session has ended.
+    """Archive one segment; False if the session has ended (the segment is then not stored).
 
-    The first segment moves ``idle`` to ``live``. A segment that arrives after the end is not
-    stored and does not change the session. Replaying the same segment is a no-op.
+    One conditional insert does both the state check and the write, so a late segment cannot
+    revive or extend an ended session; replaying the same segment is a no-op. With ``touch``
+    the session is also marked live (the first segment moves ``idle`` to ``live``) and its
+    ``last_media_at`` refreshed — callers do that on the first segment and every few seconds.
     """
+    active = select(live_session.c.id).where(
+        live_session.c.id == record.session_id, live_session.c.state.in_(("idle", "live"))
+    )
+    duplicate = select(segment.c.id).where(
+        segment.c.session_id == record.session_id,
+        segment.c.rendition == record.rendition,
+        segment.c.sequence == record.sequence,
+    )
+    values = select(
+        literal(record.session_id),
+        literal(record.rendition),
+        literal(record.sequence),
+        literal(record.epoch),
+        literal(record.discontinuity),
+        literal(record.duration),
+        literal(record.byte_size),
+        literal(record.program_date_time, UTCDateTime),
+        literal(record.path),
+        literal(utcnow(), UTCDateTime),
+    ).where(exists(active), ~exists(duplicate))
+    columns = [
+        "session_id",
+        "rendition",
+        "sequence",
+        "epoch",
+        "discontinuity",
+        "duration",
+        "byte_size",
+        "program_date_time",
+        "path",
+        "created_at",
+    ]
 
     async def unit(conn: AsyncConnection) -> bool:
-        now = utcnow()
-        touched = await conn.execute(
-            update(live_session)
-            .where(
-                live_session.c.id == record.session_id, live_session.c.state.in_(("idle", "live"))
-            )
-            .values(
-                state="live",
-                last_media_at=now,
-                started_at=func.coalesce(live_session.c.started_at, record.program_date_time),
-            )
-        )
-        if touched.rowcount != 1:
-            return False
-        exists = (
-            await conn.execute(
-                select(segment.c.id).where(
-                    segment.c.session_id == record.session_id,
-                    segment.c.rendition == record.rendition,
-                    segment.c.sequence == record.sequence,
+        if touch:
+            touched = await conn.execute(
+                update(live_session)
+                .where(
+                    live_session.c.id == record.session_id,
+                    live_session.c.state.in_(("idle", "live")),
+                )
+                .values(
+                    state="live",
+                    last_media_at=utcnow(),
+                    started_at=func.coalesce(live_session.c.started_at, record.program_date_time),
                 )
             )
-        ).first()
-        if exists is None:
-            await conn.execute(
-                insert(segment).values(
-                    session_id=record.session_id,
-                    rendition=record.rendition,
-                    sequence=record.sequence,
-                    epoch=record.epoch,
-                    discontinuity=record.discontinuity,
-                    duration=record.duration,
-                    byte_size=record.byte_size,
-                    program_date_time=record.program_date_time,
-                    path=record.path,
-                    created_at=now,
-                )
-            )
-        return True
+            if touched.rowcount != 1:
+                return False
+        inserted = await conn.execute(insert(segment).from_select(columns, values))
+        if inserted.rowcount == 1:
+            return True
+        # Nothing inserted: either a replay (fine) or the session has ended.
+        return (await conn.execute(active)).first() is not None
 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="record_segment", deadline=deadline)
 

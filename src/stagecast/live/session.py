@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _RECORD_DEADLINE = 2.0  # seconds: a slow database must not hold the live edge back
 _BACKLOG_LIMIT = 20_000
 _SAVE_RENDITION_EVERY = 5
+_TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class LiveSession:
         self.last_media = time.monotonic()
         self.segments_dropped = 0
         self.ended = False
+        self._touched = 0.0
         # Set by the manager: called when the database says another process ended us.
         self.on_ended_elsewhere: Callable[[LiveSession], Coroutine[Any, Any, None]] | None = None
 
@@ -228,20 +230,29 @@ class LiveSession:
             rendition.frame_rate = round(frames / duration, 3)
         await self._write_playlist(rendition)
         self.last_media = time.monotonic()
-        self._observe(rendition, record, frames, keyframe, time.perf_counter() - received)
+        self._observe(
+            rendition, record, start_time, frames, keyframe, time.perf_counter() - received
+        )
         rendition.since_saved += 1
         if len(rendition.playlist.segments) == 1 or rendition.since_saved >= _SAVE_RENDITION_EVERY:
             await self._save_rendition(rendition)
             await self._write_master()
 
     def _observe(
-        self, rendition: Rendition, record: SegmentRecord, frames: int, keyframe: bool, work: float
+        self,
+        rendition: Rendition,
+        record: SegmentRecord,
+        start_time: float,
+        frames: int,
+        keyframe: bool,
+        work: float,
     ) -> None:
         event = SegmentEvent(
             self.id,
             self.channel_id,
             rendition.name,
             record.sequence,
+            start_time,
             record.duration,
             record.byte_size,
             frames,
@@ -262,8 +273,12 @@ class LiveSession:
         if self._backlog:
             self._queue(record)
             return
+        now = time.monotonic()
+        touch = self.state == "idle" or now - self._touched > _TOUCH_EVERY
         try:
-            stored = await service.record_segment(self.deps.db, record, deadline=_RECORD_DEADLINE)
+            stored = await service.record_segment(
+                self.deps.db, record, touch=touch, deadline=_RECORD_DEADLINE
+            )
         except StagecastError as exc:
             log.warning(
                 "session %s: segment %s/%d not archived yet (%s); will retry",
@@ -274,6 +289,8 @@ class LiveSession:
             )
             self._queue(record)
             return
+        if touch and stored:
+            self._touched = now
         if not stored:
             if not self.ended and self.on_ended_elsewhere is not None:
                 self.ended = True
