@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import subprocess
 import tempfile
 import time
@@ -282,9 +281,8 @@ def run(quick: bool) -> None:
     ):
         base = baseline.get(key)
         base_text = f"{base:>14.3f}" if base is not None else f"{'':>14}"
-        print(
-            f"{label + (f' ({unit})' if unit else ''):34}{base_text}{single[key]:>12.3f}{many[key]:>12.3f}"
-        )
+        name = label + (f" ({unit})" if unit else "")
+        print(f"{name:34}{base_text}{single[key]:>12.3f}{many[key]:>12.3f}")
     print(
         f"targets: {streams} streams, work p99 ≤ 5 ms (got {many['work_p99_ms']:.2f}), "
         f"live edge ≤ 6 s (got p99 {many['latency_p99_s']:.2f} s; "
