@@ -1,0 +1,195 @@
+"""Serve VODs to players: HLS under ``/hls/vods/{id}/`` and the watch page ``/v/{id}``.
+
+Playlists were rendered once by the build and are read from storage; a request costs one
+primary-key read of the VOD (for its visibility and whether it still exists) and one file.
+Visibility follows the channel unless the VOD overrides it, and is decided by
+``channels.policy``: private VODs need their owner, a moderator, an admin, or a playback token
+for ``vod:<id>`` (``?token=``), which is carried into every URI of the playlists served with
+it. Playlists are cached briefly (a delete or a visibility change shows within seconds);
+segments and the thumbnail are immutable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path as FilePath
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+import stagecast
+from stagecast.auth.deps import CoreDep, identify
+from stagecast.channels import playback as tokens
+from stagecast.channels.policy import Action, allowed, require
+from stagecast.core import Core
+from stagecast.errors import NotFound
+from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
+from stagecast.vod import service
+from stagecast.vod.building import MASTER, PLAYLIST
+from stagecast.vod.library import Vod
+from stagecast.vod.schemas import playback_url, thumbnail_url
+
+router = APIRouter(include_in_schema=False)
+# The page is one of the web layer's templates; vod cannot import the web package itself.
+templates = Jinja2Templates(
+    directory=str(FilePath(stagecast.__file__).parent / "web" / "templates")
+)
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_RENDITION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+_MEDIA_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.(m4s|mp4)$")
+_PLAYLIST_MAX_AGE = 10
+_IMMUTABLE = "max-age=31536000, immutable"
+
+VodId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+TokenQuery = Annotated[str | None, Query(max_length=1024)]
+
+
+def _storage(core: Core) -> SegmentStorage:
+    return core.get(SegmentStorage)  # type: ignore[type-abstract]
+
+
+async def _watchable(
+    request: Request, core: Core, vod_id: int, token: str | None
+) -> tuple[Vod, str | None]:
+    """Return the VOD and the token to propagate; NotFound unless the caller may watch it.
+
+    The caller's identity is only looked up when the VOD is not open to everyone.
+    """
+    found = await service.playable(core.db, vod_id)
+    # Tokens are base64url: anything else is no token (and would trip hmac.compare_digest).
+    token = token if token and token.isascii() else None
+    token_ok = tokens.allows(core.secret_key, token, f"vod:{found.id}")
+    access = found.access(None, playback_token_ok=token_ok)
+    if not allowed(access, Action.VIEW):
+        caller = await identify(request, core)
+        access = await service.viewer_access(
+            core.db, found, caller.account, playback_token_ok=token_ok
+        )
+    require(access, Action.VIEW, what="vod")
+    return found, token if token_ok else None
+
+
+async def _ready(
+    request: Request, core: Core, vod_id: int, token: str | None
+) -> tuple[Vod, str | None]:
+    found, token = await _watchable(request, core, vod_id, token)
+    if found.status != "ready":
+        raise NotFound("the vod is not ready")
+    return found, token
+
+
+def with_token(text: str, token: str | None) -> str:
+    """Return ``text`` with ``?token=`` added to every URI (segment lines and URI="...")."""
+    if not token:
+        return text
+    suffix = f"?token={quote(token, safe='')}"
+    lines = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            line += suffix
+        elif 'URI="' in line:
+            line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m.group(1)}{suffix}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _scope(found: Vod) -> str:
+    return "private" if found.effective_visibility == "private" else "public"
+
+
+async def _playlist(core: Core, found: Vod, path: str, token: str | None) -> Response:
+    try:
+        text = (await _storage(core).read(path)).decode()
+    except (FileNotFoundError, StorageError) as exc:
+        raise NotFound("not found") from exc
+    return Response(
+        with_token(text, token),
+        media_type=PLAYLIST_TYPE,
+        headers={"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}"},
+    )
+
+
+def _file(core: Core, found: Vod, path: str, media_type: str) -> FileResponse:
+    try:
+        local = _storage(core).resolve(path)
+    except StorageError as exc:
+        raise NotFound("not found") from exc
+    if not local.is_file():
+        raise NotFound("not found")
+    return FileResponse(
+        local, media_type=media_type, headers={"Cache-Control": f"{_scope(found)}, {_IMMUTABLE}"}
+    )
+
+
+@router.get("/hls/vods/{vod_id}/master.m3u8")
+async def master(
+    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+) -> Response:
+    """Serve the VOD's master playlist."""
+    found, token = await _ready(request, core, vod_id, token)
+    path = session_path(found.channel_id, found.session_id, MASTER)
+    return await _playlist(core, found, path, token)
+
+
+@router.get("/hls/vods/{vod_id}/thumbnail.jpg")
+async def thumbnail(
+    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+) -> FileResponse:
+    """Serve the VOD's thumbnail (404 if it has none)."""
+    found, _ = await _ready(request, core, vod_id, token)
+    if not found.thumbnail_path:
+        raise NotFound("the vod has no thumbnail")
+    return _file(core, found, found.thumbnail_path, "image/jpeg")
+
+
+@router.get("/hls/vods/{vod_id}/{rendition}/{filename}")
+async def rendition_file(
+    request: Request,
+    vod_id: VodId,
+    rendition: str,
+    filename: str,
+    core: CoreDep,
+    token: TokenQuery = None,
+) -> Response:
+    """Serve a rendition's playlist, init segments and media segments."""
+    is_playlist = filename == PLAYLIST
+    if not _RENDITION.fullmatch(rendition) or not (is_playlist or _MEDIA_FILE.fullmatch(filename)):
+        raise NotFound("not found")
+    found, token = await _ready(request, core, vod_id, token)
+    path = media_path(found.channel_id, found.session_id, rendition, filename)
+    if is_playlist:
+        return await _playlist(core, found, path, token)
+    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
+    return _file(core, found, path, media_type)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+@router.get("/v/{vod_id}", response_class=HTMLResponse)
+async def watch_page(
+    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+) -> HTMLResponse:
+    """The watch page: the player on the VOD's master playlist (404 if hidden from you)."""
+    found, token = await _watchable(request, core, vod_id, token)
+    suffix = f"?token={quote(token, safe='')}" if token else ""
+    context = {
+        "version": stagecast.__version__,
+        "title": found.title,
+        "vod": found,
+        "duration": _clock(found.duration),
+        "master_url": playback_url(found.id) + suffix,
+        "poster_url": thumbnail_url(found.id) + suffix if found.thumbnail_path else "",
+    }
+    return templates.TemplateResponse(
+        request, "vod.html", context, headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,204 @@
+"""The VOD worker: claims due jobs, builds and purges VODs, and sweeps for missing ones.
+
+Each process runs ``workers`` claim loops (one on SQLite, whose writers are serialized anyway)
+and one sweeper. A loop polls for due jobs every ``poll`` seconds while idle and works without
+pause while there are some. On shutdown the loops are cancelled (ffmpeg is killed with them)
+and the jobs they held are handed back untried, so another process takes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import imageio_ffmpeg
+
+from stagecast.config import Settings
+from stagecast.core import Core
+from stagecast.db import Database
+from stagecast.live.hooks import SessionHooks
+from stagecast.live.storage import SegmentStorage
+from stagecast.vod import building, jobs, purge
+from stagecast.vod.building import BuildError
+from stagecast.vod.jobs import Claim, Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How the worker runs (seconds)."""
+
+    workers: int = 1
+    poll: float = 2.0
+    sweep_every: float = 60.0
+    policy: Policy = field(default_factory=Policy)
+    ffmpeg: str = "ffmpeg"
+    thumbnail_timeout: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        """Build the configuration from the ``STAGECAST_VOD_*`` settings."""
+        return cls(
+            workers=1 if settings.is_sqlite else settings.vod_workers,
+            poll=settings.vod_poll_seconds,
+            sweep_every=settings.vod_sweep_seconds,
+            policy=Policy(
+                attempts=settings.vod_job_attempts,
+                retry_base=settings.vod_retry_base_seconds,
+                retry_cap=settings.vod_retry_cap_seconds,
+                lease=settings.vod_job_lease_seconds,
+            ),
+            ffmpeg=settings.ffmpeg or imageio_ffmpeg.get_ffmpeg_exe(),
+            thumbnail_timeout=settings.vod_thumbnail_timeout,
+        )
+
+
+class VodWorker:
+    """Claim loops and a sweeper over one database and one media storage."""
+
+    def __init__(self, db: Database, storage: SegmentStorage, config: WorkerConfig) -> None:
+        self.db = db
+        self.storage = storage
+        self.config = config
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._held: set[Claim] = set()
+
+    async def run_once(self) -> bool:
+        """Claim one due job and run it; return False if there was none."""
+        claims = await jobs.claim(self.db, self.config.policy)
+        if not claims:
+            return False
+        held = claims[0]
+        self._held.add(held)
+        try:
+            if held.kind == "build":
+                await self._build(held)
+            else:
+                await self._purge(held)
+        finally:
+            self._held.discard(held)
+        return True
+
+    async def _build(self, held: Claim) -> None:
+        archive = await building.load_archive(self.db, held.vod_id)
+        if archive is None:  # deleted meanwhile: nothing to build
+            await jobs.succeed(self.db, held)
+            return
+        try:
+            built = await building.build(
+                self.storage,
+                archive,
+                ffmpeg=self.config.ffmpeg,
+                thumbnail_timeout=self.config.thumbnail_timeout,
+            )
+        except BuildError as exc:
+            await self._failed(held, exc.reason, permanent=exc.permanent)
+        except Exception as exc:  # a bug or the disk: bounded retries all the same
+            log.exception("vod %d: build crashed", held.vod_id)
+            await self._failed(held, f"internal error ({type(exc).__name__})")
+        else:
+            await jobs.succeed(
+                self.db,
+                held,
+                duration=built.duration,
+                byte_size=built.byte_size,
+                thumbnail_path=built.thumbnail_path,
+            )
+            log.info(
+                "vod %d ready (%.1f s, %d bytes)", held.vod_id, built.duration, built.byte_size
+            )
+
+    async def _failed(self, held: Claim, reason: str, *, permanent: bool = False) -> None:
+        state = await jobs.fail(self.db, held, reason, self.config.policy, permanent=permanent)
+        log.warning(
+            "vod %d: %s job attempt %d failed (%s): %s",
+            held.vod_id,
+            held.kind,
+            held.attempt,
+            state,
+            reason,
+        )
+
+    async def _purge(self, held: Claim) -> None:
+        found = await purge.target(self.db, held.vod_id)
+        if found is None:  # not deleted (or already purged): nothing to do
+            await jobs.succeed(self.db, held)
+            return
+        channel_id, session_id = found
+        try:
+            await self.storage.delete_tree(purge.media_prefix(channel_id, session_id))
+        except Exception as exc:
+            await self._failed(held, f"cannot delete the media: {type(exc).__name__}")
+            return
+        await purge.finish(self.db, held, session_id)
+
+    async def sweep(self, after_id: int = 0) -> int:
+        """Create the missing VODs of every ended session with an id above ``after_id``."""
+        created = 0
+        while not self._stopping.is_set():
+            count, last = await jobs.sweep_batch(self.db, after_id)
+            created += count
+            if last is None:
+                break
+            after_id = last
+        return created
+
+    def start(self) -> None:
+        """Start the claim loops and the sweeper."""
+        self._tasks = [asyncio.create_task(self._loop()) for _ in range(self.config.workers)]
+        self._tasks.append(asyncio.create_task(self._sweeper()))
+
+    async def stop(self) -> None:
+        """Stop every loop, killing work in progress, and hand back the jobs they held."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for held in list(self._held):
+            with contextlib.suppress(Exception):
+                await jobs.release(self.db, held)
+        self._held.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                worked = await self.run_once()
+            except Exception:  # the database is away: keep polling, it recovers by itself
+                log.warning("vod worker: claiming failed", exc_info=True)
+                worked = False
+            if not worked:
+                await self._pause(self.config.poll)
+
+    async def _sweeper(self) -> None:
+        floor = 0  # the first pass after start looks at every session once
+        while not self._stopping.is_set():
+            try:
+                next_floor = await jobs.sweep_floor(self.db)
+                created = await self.sweep(floor)
+                floor = next_floor
+                if created:
+                    log.warning("vod sweep: created %d missing VOD(s)", created)
+            except Exception:
+                log.warning("vod sweep failed", exc_info=True)
+            await self._pause(self.config.sweep_every)
+
+
+async def start(core: Core, stack: AsyncExitStack) -> None:
+    """Starter: make a VOD whenever a session ends, and run the worker until shutdown."""
+    core.get(SessionHooks).on_ended.append(jobs.on_session_ended)
+    storage = core.get(SegmentStorage)  # type: ignore[type-abstract]
+    worker = VodWorker(core.db, storage, WorkerConfig.from_settings(core.settings))
+    core.register(worker)
+    worker.start()
+    stack.push_async_callback(worker.stop)
