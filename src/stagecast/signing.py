@@ -44,7 +44,12 @@ def sign(secret: str, purpose: str, payload: Any, *, ttl: float | None = None) -
 
 def unsign(secret: str, purpose: str, token: str, *, max_length: int = 1024) -> Any:
     """Return the payload of ``token``. Raises BadSignature if it is not exactly what we made."""
-    if not isinstance(token, str) or len(token) > max_length or token.count(".") != 1:
+    if (
+        not isinstance(token, str)
+        or len(token) > max_length
+        or not token.isascii()
+        or token.count(".") != 1
+    ):
         raise BadSignature(f"malformed {purpose}")
     body, mac = token.split(".")
     if not hmac.compare_digest(mac, _mac(secret, purpose, body)):

@@ -215,3 +215,35 @@ async def test_deadline_stops_retries_without_oversleeping(
     assert db.stats.attempts[Kind.READ] >= 3
     assert db.stats.deadline_stops[Kind.READ] == 1
     await db.dispose()
+
+
+async def test_a_write_after_the_server_dropped_every_pooled_connection_succeeds(
+    pg_url: str, tmp_path: Path, probe: tuple[str, str]
+) -> None:
+    """After a restart-like drop of idle pooled connections, the next write runs once, safely.
+
+    Nothing of the unit reaches a dead connection (its BEGIN fails first), so even a plain
+    write is retried on a fresh connection and applied exactly once.
+    """
+    table, dsn = probe
+    tag = f"stagecast-{uuid.uuid4().hex[:8]}"
+    db = _database(pg_url, tmp_path, attempt_timeout=2.0, deadline=8.0, max_attempts=4)
+
+    async def tagged(conn: AsyncConnection) -> None:
+        await _tagged(conn, tag)
+
+    await db.run(tagged, kind=Kind.READ)  # the pooled connection now carries our tag
+    observer = await asyncpg.connect(dsn)
+    killed = await observer.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        tag,
+    )
+    assert killed == 1
+
+    async def insert(conn: AsyncConnection) -> None:
+        await conn.execute(text(f"INSERT INTO {table} VALUES (3, 0)"))
+
+    await db.run(insert, kind=Kind.WRITE)
+    assert await observer.fetchval(f"SELECT count(*) FROM {table} WHERE id = 3") == 1
+    await observer.close()
+    await db.dispose()

@@ -65,3 +65,21 @@ async def test_unknown_routes_are_json_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/channels/a%00b/live", None),
+        ("GET", "/hls/x%00y/master.m3u8", None),
+        ("POST", "/api/v1/auth/login", {"username": "ab\x00cd", "password": "password123"}),
+        ("GET", "/hls/show/master.m3u8?token=t%C3%A9st.abc", None),
+    ],
+)
+async def test_nul_bytes_and_odd_characters_are_4xx(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    """Input the database cannot store (NUL bytes) or tokens with non-ASCII are 4xx, never 500."""
+    response = await client.request(method, path, json=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"]

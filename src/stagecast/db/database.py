@@ -176,7 +176,7 @@ class Database:
             ):
                 watchdog = await self._arm(conn, timeout)
                 try:
-                    await self._begin(conn, kind, timeout)
+                    await self._open_transaction(conn, kind, timeout)
                     sent = True
                     result = await unit(conn)
                     await conn.commit()
@@ -213,6 +213,22 @@ class Database:
         loop = asyncio.get_running_loop()
         # sqlite3's interrupt() is safe to call from another thread; aiosqlite runs it directly.
         return loop.call_later(timeout, driver._conn.interrupt)
+
+    async def _open_transaction(self, conn: AsyncConnection, kind: Kind, timeout: float) -> None:
+        """Begin and set the server-side timeouts; a failure here sent nothing of the unit.
+
+        Whatever goes wrong at this point (typically a pooled connection the server dropped,
+        for example across a restart) is retried on a fresh connection, for every kind: the
+        connection is discarded so the pool does not hand it out again.
+        """
+        try:
+            await self._begin(conn, kind, timeout)
+        except (DBAPIError, OSError) as exc:
+            if classify(exc) is Failure.TRANSIENT:  # e.g. SQLite busy: the connection is fine
+                raise _AttemptError(Failure.TRANSIENT, False) from exc
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            raise _AttemptError(Failure.CONNECTION_LOST, False) from exc
 
     async def _begin(self, conn: AsyncConnection, kind: Kind, timeout: float) -> None:
         if self.is_sqlite:
@@ -261,7 +277,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=settings.db_attempt_timeout,
-        pool_pre_ping=True,
+        # No pre-ping round trip: a dead pooled connection fails the first statement of the
+        # attempt (before anything of the unit is sent), which the retry layer retries.
+        pool_pre_ping=False,
         connect_args={"timeout": settings.db_attempt_timeout},
     )
 

@@ -71,6 +71,15 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend([getattr(item, "orig", None), item.__cause__, item.__context__])
 
 
+def sqlstate_class(exc: BaseException) -> str | None:
+    """Return the two-character SQLSTATE class of a PostgreSQL error (e.g. "22"), if any."""
+    for item in _chain(exc):
+        sqlstate = getattr(item, "sqlstate", None)
+        if isinstance(sqlstate, str) and len(sqlstate) == 5:
+            return sqlstate[:2]
+    return None
+
+
 def classify(exc: BaseException) -> Failure:
     """Return the retry class of ``exc`` from its SQLSTATE, SQLite code or exception class."""
     for item in _chain(exc):

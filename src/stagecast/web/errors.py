@@ -9,7 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+
+from stagecast.db.retry import sqlstate_class
 
 from stagecast.errors import StagecastError
 
@@ -79,6 +82,15 @@ def install(app: FastAPI) -> None:
         return error_response(
             exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A value the database refused outright (SQLSTATE class 22, "data exception": a NUL
+        # byte, an unrepresentable character, an out-of-range number) is the client's input.
+        if sqlstate_class(exc) == "22":
+            return error_response(422, "invalid", "a value in the request is not acceptable")
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
