@@ -13,7 +13,6 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from stagecast.db.retry import sqlstate_class
-
 from stagecast.errors import StagecastError
 
 log = logging.getLogger(__name__)
