@@ -21,7 +21,7 @@ from stagecast.vod import counters, jobs, service
 from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.models import vod, vod_job
 from stagecast.vod.worker import VodWorker
-from tests.vod.conftest import POLICY, count, drain, make_channel, scalar
+from tests.vod.conftest import POLICY, count, drain, make_channel, make_worker, scalar
 from tests.vod.media import RENDITIONS, Media, end_session, record_session
 
 
@@ -272,3 +272,27 @@ async def test_a_deleted_vod_is_purged_later_and_never_recreated(
     assert await scalar(db, select(vod.c.purged_at).where(vod.c.id == vod_id)) is not None
     assert (await _job(db, vod_id, "purge")).state == "done"  # type: ignore[attr-defined]
     assert await worker.sweep() == 0
+
+
+async def test_a_ready_vod_is_announced_on_the_bus_after_commit(
+    db: Database, storage: LocalStorage, media: Media, channel: Channel, hooks: SessionHooks
+) -> None:
+    """When the build commits, ``vod.ready`` goes out on ``vod.<channel_id>`` with the VOD id."""
+    from stagecast.bus import MemoryBus
+    from stagecast.vod.worker import VodWorker
+
+    bus = MemoryBus()
+    subscription = await bus.subscribe(f"vod.{channel.id}")
+    announcing = VodWorker(db, storage, make_worker(db, storage).config, bus)
+    recorded = await record_session(db, storage, media, channel.id)
+    await end_session(db, recorded.session_id, hooks)
+    assert await drain(announcing) == 1
+    row = await _vod_row(db, recorded.session_id)
+    message = await subscription.get(timeout=2)
+    assert message == {
+        "type": "vod.ready",
+        "vod_id": row.id,  # type: ignore[attr-defined]
+        "session_id": recorded.session_id,
+        "channel_id": channel.id,
+        "duration": pytest.approx(row.duration),  # type: ignore[attr-defined]
+    }

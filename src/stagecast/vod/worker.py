@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import imageio_ffmpeg
 
+from stagecast.bus import Bus, BusUnavailable
 from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import Database
@@ -60,10 +61,17 @@ class WorkerConfig:
 class VodWorker:
     """Claim loops and a sweeper over one database and one media storage."""
 
-    def __init__(self, db: Database, storage: SegmentStorage, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        storage: SegmentStorage,
+        config: WorkerConfig,
+        bus: Bus | None = None,
+    ) -> None:
         self.db = db
         self.storage = storage
         self.config = config
+        self.bus = bus
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._held: set[Claim] = set()
@@ -102,7 +110,7 @@ class VodWorker:
             log.exception("vod %d: build crashed", held.vod_id)
             await self._failed(held, f"internal error ({type(exc).__name__})")
         else:
-            await jobs.succeed(
+            done = await jobs.succeed(
                 self.db,
                 held,
                 duration=built.duration,
@@ -112,6 +120,24 @@ class VodWorker:
             log.info(
                 "vod %d ready (%.1f s, %d bytes)", held.vod_id, built.duration, built.byte_size
             )
+            if done:
+                await self._announce(archive, built)
+
+    async def _announce(self, archive: building.Archive, built: building.Built) -> None:
+        """Tell the studio and webhooks (topic ``vod.<channel_id>``), after the commit."""
+        if self.bus is None:
+            return
+        message = {
+            "type": "vod.ready",
+            "vod_id": archive.vod_id,
+            "session_id": archive.session_id,
+            "channel_id": archive.channel_id,
+            "duration": built.duration,
+        }
+        try:
+            await self.bus.publish(f"vod.{archive.channel_id}", message)
+        except BusUnavailable:  # the VOD is ready all the same; the studio sees it on reload
+            log.warning("vod %d: could not announce it on the bus", archive.vod_id)
 
     async def _failed(self, held: Claim, reason: str, *, permanent: bool = False) -> None:
         state = await jobs.fail(self.db, held, reason, self.config.policy, permanent=permanent)
@@ -198,7 +224,7 @@ async def start(core: Core, stack: AsyncExitStack) -> None:
     """Starter: make a VOD whenever a session ends, and run the worker until shutdown."""
     core.get(SessionHooks).on_ended.append(jobs.on_session_ended)
     storage = core.get(SegmentStorage)  # type: ignore[type-abstract]
-    worker = VodWorker(core.db, storage, WorkerConfig.from_settings(core.settings))
+    worker = VodWorker(core.db, storage, WorkerConfig.from_settings(core.settings), core.bus)
     core.register(worker)
     worker.start()
     stack.push_async_callback(worker.stop)
