@@ -74,6 +74,9 @@ async def test_rtmp_publish_becomes_standard_hls(
         status = await wait_for(http, "/api/v1/channels/show/live", lambda b: b["state"] == "live")
         master_text = (await http.get(status["master_url"])).text
         master = m3u8.loads(master_text)
+        assert "vs=" in master.playlists[0].uri  # players are counted by playback session...
+        preview = (await http.get(status["master_url"] + "?preview=1")).text
+        assert "vs=" not in preview  # ...but the studio's own preview is not
         assert master.is_variant
         assert len(master.playlists) == 1
         info = master.playlists[0].stream_info

@@ -37,6 +37,8 @@ async def start(core: Core, stack: AsyncExitStack) -> None:
     )
     server = RtmpServer(handler, host=settings.rtmp_host, port=settings.rtmp_port)
     await server.start()
+    if settings.rtmp_port == 0:  # a free port was picked: say which, e.g. in the OBS URL
+        settings.rtmp_port = server.port
     core.register(server)
     stack.push_async_callback(server.close)
     log.info("RTMP ingest on rtmp://%s:%d/live", settings.rtmp_host, server.port)

@@ -124,13 +124,15 @@ async def master(
     account: MaybeAccountDep,
     token: TokenQuery = None,
     vs: ViewerQuery = None,
+    preview: Annotated[bool, Query()] = False,
 ) -> Response:
     """Serve the master playlist of the channel's current session (404 when offline).
 
     Variant URIs carry a playback session id (``vs``, the page's own when it passes one), so
-    the media playlist requests of each player can be counted as one viewer.
+    the media playlist requests of each player can be counted as one viewer. ``preview=1``
+    (the studio's own player) leaves it out, so the broadcaster is not counted.
     """
-    viewer = _viewer_id(vs)
+    viewer = None if preview else _viewer_id(vs)
     found = await _channel(core, slug)
     await _authorize(core, found, token, account)
     if found.session_id is None:
