@@ -1,4 +1,8 @@
-"""Server-rendered pages: sign-in and the studio. Data comes from the JSON API in the browser."""
+"""Server-rendered pages: sign-in and the studio. Data comes from the JSON API in the browser.
+
+The page handlers only render a template; the scripts call the APIs, which authorize every
+read and change. A page for a channel the caller may not see shows the API's 404 in place.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,14 @@ async def login_page(request: Request) -> HTMLResponse:
 
 @router.get("/studio", response_class=HTMLResponse)
 async def studio_page(request: Request) -> HTMLResponse:
-    """The broadcaster's channel list."""
-    return render(request, "studio.html", title="Studio")
+    """The broadcaster's channel list and the form that creates a channel."""
+    return render(request, "studio.html", title="Studio", nav="channels")
+
+
+@router.get("/studio/library", response_class=HTMLResponse)
+async def library_page(request: Request) -> HTMLResponse:
+    """The VOD library: filters, keyset-paged list, edit, delete, play."""
+    return render(request, "library.html", title="VOD library", nav="library")
 
 
 @router.get("/c/{slug}", response_class=HTMLResponse)
@@ -51,5 +61,11 @@ async def viewer_page(request: Request, slug: str) -> HTMLResponse:
 
 @router.get("/studio/channels/{slug}", response_class=HTMLResponse)
 async def channel_page(request: Request, slug: str) -> HTMLResponse:
-    """One channel's settings and stream key."""
-    return render(request, "channel.html", title=slug, slug=slug)
+    """One channel's "Go live" panel (server, stream key), settings, chat and moderators."""
+    return render(request, "channel.html", title=f"{slug} · Settings", slug=slug, nav="channels")
+
+
+@router.get("/studio/channels/{slug}/live", response_class=HTMLResponse)
+async def dashboard_page(request: Request, slug: str) -> HTMLResponse:
+    """The live dashboard: preview, health, charts from the event stream, chat, history."""
+    return render(request, "dashboard.html", title=f"{slug} · Dashboard", slug=slug, nav="channels")

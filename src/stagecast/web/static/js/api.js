@@ -39,8 +39,10 @@ async function requireLogin() {
     }
     return me.user;
   } catch (e) {
-    if (e.status === 401) location.href = "/login?next=" + encodeURIComponent(location.pathname);
-    throw e;
+    if (e.status !== 401) throw e;
+    // Off to the sign-in page, and back here afterwards; the page's own code never runs.
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    return new Promise(() => {});
   }
 }
 

@@ -1,4 +1,12 @@
 "use strict";
+
+// Where to go after signing in: the page that sent the visitor here, if it is on this site.
+function nextPage() {
+  const next = new URLSearchParams(location.search).get("next");
+  if (!next || !next.startsWith("/")) return "/studio";
+  const target = new URL(next, location.origin);  // "//host" and "/\\host" resolve elsewhere
+  return target.origin === location.origin ? target.pathname + target.search + target.hash : "/studio";
+}
 document.getElementById("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const error = document.getElementById("login-error");
@@ -8,8 +16,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
       username: document.getElementById("username").value.trim().toLowerCase(),
       password: document.getElementById("password").value,
     });
-    const next = new URLSearchParams(location.search).get("next");
-    location.href = next && next.startsWith("/") && !next.startsWith("//") ? next : "/studio";
+    location.href = nextPage();
   } catch (e) {
     error.textContent = e.message;
   }
