@@ -89,6 +89,14 @@ def _make_source(folder: Path, seconds: int) -> Path:
     return path
 
 
+def _looped_copy(source: Path, seconds: float) -> list[str]:
+    """ffmpeg reading ``source`` in a loop, in real time, copying it (an encoder's stand-in)."""
+    return [
+        FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+        "-i", str(source), "-c", "copy", "-t", str(seconds),
+    ]  # fmt: skip
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -152,19 +160,7 @@ async def _stagecast_run(source: Path, streams: int, seconds: float) -> dict[str
                 started[channel_id] = time.time()
                 publishers.append(
                     await asyncio.create_subprocess_exec(
-                        FFMPEG,
-                        "-hide_banner",
-                        "-loglevel",
-                        "error",
-                        "-re",
-                        "-stream_loop",
-                        "-1",
-                        "-i",
-                        str(source),
-                        "-c",
-                        "copy",
-                        "-t",
-                        str(seconds),
+                        *_looped_copy(source, seconds),
                         "-f",
                         "flv",
                         f"rtmp://127.0.0.1:{port}/live/{key}",
@@ -213,19 +209,7 @@ async def _ffmpeg_alone(source: Path, seconds: float) -> dict[str, float]:
         out = Path(tmp)
         t0 = time.time()
         process = await asyncio.create_subprocess_exec(
-            FFMPEG,
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(source),
-            "-c",
-            "copy",
-            "-t",
-            str(seconds),
+            *_looped_copy(source, seconds),
             "-f",
             "hls",
             "-hls_time",
