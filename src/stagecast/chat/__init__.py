@@ -1,0 +1,1 @@
+"""Live chat: messages, history, the WebSocket hub, moderation and word filters."""

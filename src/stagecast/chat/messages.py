@@ -1,0 +1,319 @@
+"""Chat messages in the database: validate, store (taking the next per-channel id), read pages,
+read ranges for resume and gap-fill, soft-delete.
+
+Each function is one transaction through ``Database.run``. A post with a nonce is an idempotent
+write (the unique (channel, author, nonce) makes a replay return the stored message); without
+one it is a plain write and is never retried blindly.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stagecast.auth.models import account
+from stagecast.chat.models import chat_channel, chat_message
+from stagecast.db import Database, Kind
+from stagecast.db.schema import Record, utcnow
+from stagecast.errors import Unprocessable
+
+NONCE_MAX = 64
+_NONCE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+# Bidirectional embeddings, overrides and isolates: invisible, and used to spoof text direction.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A stored chat message; ``id`` is its per-channel sequence number."""
+
+    id: int
+    author: str
+    body: str
+    sent_at: datetime
+    nonce: str | None = None
+    session_id: int | None = None
+    media_time: float | None = None
+
+
+@dataclass(frozen=True)
+class OnAirMark:
+    """The live session a message was sent during, and its media time (seconds)."""
+
+    session_id: int
+    media_time: float
+
+
+def clean_body(body: object, max_length: int) -> str:
+    """Return ``body`` trimmed. Raises Unprocessable unless 1..max_length code points of text.
+
+    Control characters, lone surrogates and bidirectional overrides are refused; the text is
+    otherwise stored raw (it is escaped on output, never here).
+    """
+    if not isinstance(body, str):
+        raise Unprocessable("body must be a string")
+    text = body.strip()
+    if not text:
+        raise Unprocessable("message is empty")
+    if len(text) > max_length:
+        raise Unprocessable(f"message is longer than {max_length} characters")
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
+            raise Unprocessable("message contains control characters")
+    return text
+
+
+def clean_nonce(nonce: object) -> str | None:
+    """Return ``nonce`` (1-64 of A-Z a-z 0-9 - _ . :) or None. Raises Unprocessable."""
+    if nonce is None:
+        return None
+    if (
+        not isinstance(nonce, str)
+        or not 1 <= len(nonce) <= NONCE_MAX
+        or not set(nonce) <= _NONCE_CHARS
+    ):
+        raise Unprocessable("nonce must be 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'")
+    return nonce
+
+
+def frame(message: Message) -> dict[str, Any]:
+    """Return the ``message`` frame clients receive (also the bus payload)."""
+    return {
+        "type": "message",
+        "id": message.id,
+        "author": message.author,
+        "body": message.body,
+        "sent_at": message.sent_at.isoformat(),
+        "nonce": message.nonce,
+    }
+
+
+_COLUMNS = (
+    chat_message.c.seq,
+    account.c.username,
+    chat_message.c.body,
+    chat_message.c.sent_at,
+    chat_message.c.nonce,
+    chat_message.c.session_id,
+    chat_message.c.media_time,
+)
+
+
+def _message(row: Record) -> Message:
+    return Message(*(row[i] for i in range(len(_COLUMNS))))
+
+
+def _visible(channel_id: int) -> Any:
+    """Select visible messages of a channel with their author (one join, no N+1)."""
+    return (
+        select(*_COLUMNS)
+        .join(account, account.c.id == chat_message.c.author_id)
+        .where(chat_message.c.channel_id == channel_id, chat_message.c.deleted_at.is_(None))
+    )
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A message about to be stored (its id is taken when it is inserted)."""
+
+    author_id: int
+    author: str
+    body: str
+    nonce: str | None = None
+    onair: OnAirMark | None = None
+    sent_at: datetime = field(default_factory=utcnow)
+
+
+def next_seq_statement(dialect: str, channel_id: int, count: int = 1) -> Any:
+    """Return the upsert that takes the channel's next ``count`` ids (creating its row) and
+    returns the last of them."""
+    maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = maker(chat_channel).values(
+        channel_id=channel_id,
+        last_seq=count,
+        slow_mode_seconds=0,
+        anonymous_read=True,
+        updated_at=utcnow(),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[chat_channel.c.channel_id],
+        set_={"last_seq": chat_channel.c.last_seq + count},
+    ).returning(chat_channel.c.last_seq)
+
+
+async def insert_messages(
+    conn: AsyncConnection, channel_id: int, drafts: list[Draft]
+) -> list[Message]:
+    """Take the channel's next ids and insert ``drafts`` in order, inside the caller's
+    transaction: two statements whatever the number of drafts."""
+    statement = next_seq_statement(conn.dialect.name, channel_id, len(drafts))
+    last = int((await conn.execute(statement)).scalar_one())
+    stored = [
+        Message(
+            last - len(drafts) + 1 + offset,
+            draft.author,
+            draft.body,
+            draft.sent_at,
+            draft.nonce,
+            draft.onair.session_id if draft.onair else None,
+            draft.onair.media_time if draft.onair else None,
+        )
+        for offset, draft in enumerate(drafts)
+    ]
+    await conn.execute(
+        insert(chat_message),
+        [
+            {
+                "channel_id": channel_id,
+                "seq": message.id,
+                "author_id": draft.author_id,
+                "body": message.body,
+                "nonce": message.nonce,
+                "session_id": message.session_id,
+                "media_time": message.media_time,
+                "sent_at": message.sent_at,
+            }
+            for message, draft in zip(stored, drafts, strict=True)
+        ],
+    )
+    return stored
+
+
+async def _by_nonce(
+    conn: AsyncConnection, channel_id: int, author_id: int, nonce: str
+) -> Message | None:
+    row = (
+        await conn.execute(
+            select(*_COLUMNS)
+            .join(account, account.c.id == chat_message.c.author_id)
+            .where(
+                chat_message.c.channel_id == channel_id,
+                chat_message.c.author_id == author_id,
+                chat_message.c.nonce == nonce,
+            )
+        )
+    ).one_or_none()
+    return _message(row) if row is not None else None
+
+
+async def store(db: Database, channel_id: int, draft: Draft) -> tuple[Message, bool]:
+    """Persist one message; return it and whether it is new (False: a replayed nonce).
+
+    A replayed nonce fails the insert on the unique (channel, author, nonce), which rolls the
+    whole transaction back (its id included), and the stored message is read instead. Raises
+    the errors of ``Database.run``. Posts normally go through ``MessageWriter``, which stores
+    many at once; this is its fallback for a batch that hit a replayed nonce.
+    """
+
+    async def unit(conn: AsyncConnection) -> Message:
+        return (await insert_messages(conn, channel_id, [draft]))[0]
+
+    kind = Kind.IDEMPOTENT_WRITE if draft.nonce is not None else Kind.WRITE
+    try:
+        return await db.run(unit, kind=kind, name="chat_store"), True
+    except IntegrityError:
+        if draft.nonce is None:
+            raise
+        found = await _replayed(db, channel_id, draft.author_id, draft.nonce)
+        if found is None:
+            raise
+        return found, False
+
+
+async def _replayed(db: Database, channel_id: int, author_id: int, nonce: str) -> Message | None:
+    async def unit(conn: AsyncConnection) -> Message | None:
+        return await _by_nonce(conn, channel_id, author_id, nonce)
+
+    return await db.run(unit, kind=Kind.READ, name="chat_by_nonce")
+
+
+async def page(
+    db: Database, channel_id: int, *, before: int | None, limit: int
+) -> tuple[list[Message], bool]:
+    """Return up to ``limit`` visible messages older than id ``before``, newest first, and
+    whether there are more. Reads ``limit + 1`` rows of the partial index; no count."""
+
+    async def unit(conn: AsyncConnection) -> list[Message]:
+        rows = await conn.execute(page_statement(channel_id, before, limit))
+        return [_message(r) for r in rows]
+
+    found = await db.run(unit, kind=Kind.READ, name="chat_page")
+    return found[:limit], len(found) > limit
+
+
+def page_statement(channel_id: int, before: int | None, limit: int) -> Any:
+    """Return the history page query (for EXPLAIN in tests and the benchmark)."""
+    query = _visible(channel_id)
+    if before is not None:
+        query = query.where(chat_message.c.seq < before)
+    return query.order_by(chat_message.c.seq.desc()).limit(limit + 1)
+
+
+async def after(
+    db: Database, channel_id: int, after_id: int, *, limit: int, upto: int | None = None
+) -> list[Message]:
+    """Return visible messages with ``after_id < id <= upto``, oldest first, at most ``limit``."""
+
+    async def unit(conn: AsyncConnection) -> list[Message]:
+        query = _visible(channel_id).where(chat_message.c.seq > after_id)
+        if upto is not None:
+            query = query.where(chat_message.c.seq <= upto)
+        rows = await conn.execute(query.order_by(chat_message.c.seq).limit(limit))
+        return [_message(r) for r in rows]
+
+    return await db.run(unit, kind=Kind.READ, name="chat_after")
+
+
+async def last_id(db: Database, channel_id: int) -> int:
+    """Return the newest id handed out in the channel (0 before the first message)."""
+
+    async def unit(conn: AsyncConnection) -> int:
+        value = (
+            await conn.execute(
+                select(chat_channel.c.last_seq).where(chat_channel.c.channel_id == channel_id)
+            )
+        ).scalar_one_or_none()
+        return int(value) if value is not None else 0
+
+    return await db.run(unit, kind=Kind.READ, name="chat_last_id")
+
+
+async def soft_delete(
+    conn: AsyncConnection, channel_id: int, seq: int, actor_id: int
+) -> int | None:
+    """Mark message ``seq`` deleted inside the caller's transaction; return its author's id,
+    or None if there is no such visible message."""
+    row = (
+        await conn.execute(
+            update(chat_message)
+            .where(
+                chat_message.c.channel_id == channel_id,
+                chat_message.c.seq == seq,
+                chat_message.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=utcnow(), deleted_by=actor_id)
+            .returning(chat_message.c.author_id)
+        )
+    ).one_or_none()
+    return int(row[0]) if row is not None else None
+
+
+async def exists(conn: AsyncConnection, channel_id: int, seq: int) -> bool:
+    """Tell whether message ``seq`` was ever stored in the channel (deleted or not).
+
+    Ids are taken from the counter in the inserting transaction, so every id from 1 to the
+    counter belongs to a stored message: one primary-key read, whatever the table's size.
+    """
+    last = (
+        await conn.execute(
+            select(chat_channel.c.last_seq).where(chat_channel.c.channel_id == channel_id)
+        )
+    ).scalar_one_or_none()
+    return last is not None and 1 <= seq <= last

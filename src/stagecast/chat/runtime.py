@@ -1,0 +1,137 @@
+"""The chat component of one process: the hub, the rule cache and the on-air cache, plus the
+task that applies moderation announcements from the bus. ``start_chat`` is the app starter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
+from stagecast.chat.hub import Hub, topic
+from stagecast.chat.onair import OnAir
+from stagecast.chat.rules import TOPIC, Rules
+from stagecast.chat.writer import MessageWriter
+from stagecast.config import Settings
+from stagecast.core import Core
+from stagecast.db import Database
+from stagecast.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Chat:
+    """Everything chat keeps per process; handlers reach it with ``core.get(Chat)``."""
+
+    core: Core
+    hub: Hub
+    rules: Rules
+    onair: OnAir
+    writer: MessageWriter
+    _listener: asyncio.Task[None] | None = field(default=None, repr=False)
+    _subscription: Subscription | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> Database:
+        """Return the database."""
+        return self.core.db
+
+    @property
+    def bus(self) -> Bus:
+        """Return the bus."""
+        return self.core.bus
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """Return the rate limiter (Redis-backed when Redis is configured)."""
+        return self.core.limiter
+
+    @property
+    def settings(self) -> Settings:
+        """Return the settings."""
+        return self.core.settings
+
+    async def start(self) -> None:
+        """Subscribe to moderation announcements and start applying them."""
+        self._subscription = await self.bus.subscribe(TOPIC, maxsize=4096)
+        self._listener = asyncio.create_task(self._listen(), name="chat-moderation")
+
+    async def _listen(self) -> None:
+        assert self._subscription is not None
+        while True:
+            item = await self._subscription.get()
+            if isinstance(item, Gap):
+                self.rules.clear()
+            elif item is not None:
+                try:
+                    self.apply(item)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("chat: ignored a malformed moderation announcement")
+
+    def apply(self, announcement: dict[str, Any]) -> None:
+        """Apply a moderation announcement to this process's cache and sockets."""
+        channel_id = int(announcement["channel_id"])
+        account_id = announcement.get("account_id")
+        if account_id is None:
+            self.rules.invalidate(channel_id)
+            if "slow_mode" in announcement:
+                frame = {"type": "settings", "slow_mode": int(announcement["slow_mode"])}
+                self.hub.announce(channel_id, frame)
+            return
+        self.rules.invalidate(channel_id, int(account_id))
+        banned = bool(announcement.get("banned"))
+        self.hub.restrict(channel_id, int(account_id), announcement.get("until"), banned)
+
+    async def announce(self, announcement: dict[str, Any]) -> None:
+        """Apply ``announcement`` here at once, then tell every other process.
+
+        If the bus is down, the other processes pick the change up when their cache entries
+        expire (30 s at most).
+        """
+        self.apply(announcement)
+        try:
+            await self.bus.publish(TOPIC, announcement)
+        except BusUnavailable:
+            log.warning("chat: moderation change not announced (bus unavailable)")
+
+    async def publish(self, channel_id: int, frame: dict[str, Any]) -> None:
+        """Publish ``frame`` on the channel's topic, after the transaction that made it.
+
+        If the bus refuses, a stored message still reaches this process's sockets: the room
+        reads it back from the database (other processes find it at their next heartbeat).
+        """
+        try:
+            await self.bus.publish(topic(channel_id), frame)
+        except BusUnavailable:
+            log.warning("chat: %s frame of channel %d not published", frame.get("type"), channel_id)
+            if frame.get("type") == "message":
+                self.hub.poke(channel_id)
+
+    async def close(self) -> None:
+        """Close every socket (1012), stop writing and stop listening."""
+        await self.hub.close()
+        await self.writer.close()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._subscription is not None:
+            self._subscription.close()
+
+
+async def start_chat(core: Core, stack: AsyncExitStack) -> None:
+    """App starter: build the chat component, register it on ``core``, close it on shutdown."""
+    chat = Chat(
+        core=core,
+        hub=Hub(core.db, core.bus, core.settings),
+        rules=Rules(core.db),
+        onair=OnAir(core.db),
+        writer=MessageWriter(core.db),
+    )
+    await chat.start()
+    stack.push_async_callback(chat.close)
+    core.register(chat)
