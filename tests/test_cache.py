@@ -103,3 +103,20 @@ def test_bad_bounds_are_refused() -> None:
     """A cache without a size or age bound cannot be made."""
     with pytest.raises(ValueError, match="max_entries"):
         TtlCache(max_entries=0, ttl=1)
+
+
+async def test_a_load_in_flight_does_not_store_after_invalidate() -> None:
+    """Invalidating during a load keeps the (possibly stale) result out of the cache."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+    release = asyncio.Event()
+
+    async def slow() -> int:
+        await release.wait()
+        return 1
+
+    waiter = asyncio.create_task(cache.get("k", slow))
+    await asyncio.sleep(0)
+    cache.invalidate("k")
+    release.set()
+    assert await waiter == 1  # the caller still gets what it asked for
+    assert cache.peek("k") is None  # but nothing stale is kept

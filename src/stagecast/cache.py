@@ -30,6 +30,8 @@ class TtlCache(Generic[K, V]):
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._loading: dict[K, asyncio.Task[V]] = {}
+        # Bumped by invalidate(): a load that started before it must not store its result.
+        self._generation: dict[K, int] = {}
         self.hits = 0
         self.misses = 0
 
@@ -61,14 +63,18 @@ class TtlCache(Generic[K, V]):
         if task is None:
             task = asyncio.ensure_future(load())
             self._loading[key] = task
-            task.add_done_callback(lambda done: self._loaded(key, done))
+            generation = self._generation.get(key, 0)
+            task.add_done_callback(lambda done: self._loaded(key, done, generation))
         return await asyncio.shield(task)
 
-    def _loaded(self, key: K, task: asyncio.Task[V]) -> None:
+    def _loaded(self, key: K, task: asyncio.Task[V], generation: int) -> None:
         if self._loading.get(key) is task:
             del self._loading[key]
-        if task.cancelled() or task.exception() is not None:
-            return
+        stale = self._generation.get(key, 0) != generation
+        if key not in self._loading:
+            self._generation.pop(key, None)  # nothing in flight: the count can start over
+        if task.cancelled() or task.exception() is not None or stale:
+            return  # a stale value (invalidated while loading) may predate the change
         self.put(key, task.result())
 
     def put(self, key: K, value: V) -> None:
@@ -81,8 +87,12 @@ class TtlCache(Generic[K, V]):
             self._entries.popitem(last=False)
 
     def invalidate(self, key: K) -> None:
-        """Forget ``key``."""
+        """Forget ``key``; a load already in flight will not store its (possibly stale) value."""
         self._entries.pop(key, None)
+        if key in self._loading:
+            self._generation[key] = self._generation.get(key, 0) + 1
+        else:
+            self._generation.pop(key, None)
 
     def _evict_expired(self) -> None:
         now = self._clock()

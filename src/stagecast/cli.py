@@ -88,6 +88,10 @@ def serve(
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
         log_config=None,
+        # Chat frames are small: refuse big ones before they are buffered. Per-socket
+        # compression would compress every broadcast message once per viewer.
+        ws_max_size=64 * 1024,
+        ws_per_message_deflate=False,
     )
 
 

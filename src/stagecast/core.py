@@ -47,6 +47,14 @@ class Core:
         return cast(T, self._components[kind])
 
 
-def get_core(connection: HTTPConnection) -> Core:
-    """FastAPI dependency: the process's ``Core`` (works for HTTP and WebSocket)."""
+def core_of(connection: HTTPConnection) -> Core:
+    """Return the process's ``Core`` from a request or WebSocket."""
     return cast(Core, connection.app.state.core)
+
+
+async def get_core(connection: HTTPConnection) -> Core:
+    """FastAPI dependency: the process's ``Core`` (works for HTTP and WebSocket).
+
+    Async on purpose: FastAPI runs synchronous dependencies in its thread pool.
+    """
+    return core_of(connection)

@@ -39,7 +39,7 @@ from stagecast.chat.peer import Peer, encode, error_frame, outgoing
 from stagecast.chat.rules import ChannelRules
 from stagecast.chat.runtime import Chat
 from stagecast.config import Settings
-from stagecast.core import get_core
+from stagecast.core import core_of
 from stagecast.errors import BadRequest, StagecastError, TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class ChatSocket:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one socket; ``scope["path_params"]["slug"]`` names the channel."""
         ws = WebSocket(scope, receive, send)
-        await _serve(ws, send, get_core(ws).get(Chat), scope["path_params"]["slug"])
+        await _serve(ws, send, core_of(ws).get(Chat), scope["path_params"]["slug"])
 
 
 async def _serve(ws: WebSocket, send: Send, chat: Chat, slug: str) -> None:

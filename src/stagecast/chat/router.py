@@ -36,7 +36,7 @@ from stagecast.chat.schemas import (
     RestrictionPage,
     TimeoutIn,
 )
-from stagecast.core import get_core
+from stagecast.core import core_of
 from stagecast.errors import Unprocessable
 
 router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
 
 async def get_chat(connection: HTTPConnection) -> Chat:
     """FastAPI dependency: this process's chat component."""
-    return get_core(connection).get(Chat)
+    return core_of(connection).get(Chat)
 
 
 ChatDep = Annotated[Chat, Depends(get_chat)]
