@@ -1,0 +1,1 @@
+"""The studio's live metrics: ingest windows, health, viewers, feeds, Prometheus, webhooks."""

@@ -1,0 +1,72 @@
+"""The caches the studio relies on: bounded, aged, expired-first then LRU, one load per miss."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from stagecast.cache import TtlCache
+from stagecast.db.retry import Kind
+from stagecast.metrics.runtime import LOOKUP_TTL, Metrics
+from tests.metrics.conftest import owned_channel, serve, studio_settings
+from tests.metrics.test_publisher import Clock, FakeSession, make
+
+
+async def test_a_burst_of_feed_resyncs_reads_the_channel_once(tmp_path: Path) -> None:
+    """Fifty feeds re-reading their state after a bus gap share one database query."""
+    async with serve(studio_settings(tmp_path / "data")) as server:
+        _, channel = await owned_channel(server.core.db)
+        metrics = server.core.get(Metrics)
+        stats = server.core.db.stats
+        await asyncio.sleep(0)
+        before = stats.attempts[Kind.READ]
+        found = await asyncio.gather(
+            *(metrics.channel(channel.slug, fresh=True) for _ in range(50))
+        )
+        # Other loops of the app may read meanwhile; 50 uncollapsed loads would show as 50.
+        assert stats.attempts[Kind.READ] - before <= 3
+        assert {f.channel_id for f in found if f is not None} == {channel.id}
+        assert metrics.lookups.ttl == LOOKUP_TTL
+        assert metrics.lookups.max_entries <= 10_000
+
+
+def _ended_cache(clock: Clock, entries: int = 3, ttl: float = 60.0) -> TtlCache[int, Any]:
+    return TtlCache(max_entries=entries, ttl=ttl, clock=clock)
+
+
+async def _end(sessions: list[FakeSession], publisher: Any, *ids: int) -> None:
+    sessions[:] = [s for s in sessions if s.id not in ids]
+    await publisher.tick()
+
+
+async def test_final_snapshots_are_bounded_in_number_and_age() -> None:
+    """Ended streams' snapshots: at most N kept (least recently used out), none past the TTL."""
+    sessions = [FakeSession(i, i) for i in range(1, 6)]
+    clock = Clock()
+    publisher, _, _ = make(sessions, ended=_ended_cache(clock))
+    await publisher.tick()
+    await _end(sessions, publisher, 1, 2, 3)
+    assert publisher.ended.peek(1) is not None  # used: 1 is now the most recent
+    await _end(sessions, publisher, 4)
+    assert len(publisher.ended) == 3
+    assert publisher.ended.peek(2) is None  # the least recently used went first
+    assert {c for c in (1, 3, 4) if publisher.ended.peek(c) is not None} == {1, 3, 4}
+    clock.now += 61
+    assert all(publisher.ended.peek(c) is None for c in (1, 3, 4))
+
+
+async def test_expired_final_snapshots_are_evicted_before_fresh_ones() -> None:
+    """At the bound, an expired snapshot goes before the least recently used fresh one."""
+    sessions = [FakeSession(i, i) for i in range(1, 5)]
+    clock = Clock()
+    cache = _ended_cache(clock, entries=3, ttl=10.0)
+    publisher, _, _ = make(sessions, ended=cache)
+    await publisher.tick()
+    await _end(sessions, publisher, 1)
+    clock.now += 8
+    await _end(sessions, publisher, 2, 3)
+    assert cache.peek(1) is not None  # fresh still, and now most recently used
+    clock.now += 3  # 1 has expired (age 11 s); 2 and 3 are 3 s old
+    await _end(sessions, publisher, 4)
+    assert [c for c in (1, 2, 3, 4) if cache.peek(c) is not None] == [2, 3, 4]
