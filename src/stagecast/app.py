@@ -18,6 +18,8 @@ from stagecast import __version__
 from stagecast.auth.router import router as auth_router
 from stagecast.bus import Bus, MemoryBus, RedisBus
 from stagecast.channels.router import router as channels_router
+from stagecast.chat.router import router as chat_router
+from stagecast.chat.runtime import Chat, start_chat
 from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import open_database
@@ -28,13 +30,44 @@ from stagecast.live import runtime as live_runtime
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.router import router as live_router
 from stagecast.live.storage import LocalStorage, SegmentStorage
+from stagecast.metrics import runtime as metrics_runtime
+from stagecast.metrics.prometheus import HttpMetrics, StatsSource
+from stagecast.metrics.router import router as metrics_router
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from stagecast.vod import worker as vod_worker
+from stagecast.vod.playback import router as vod_playback_router
+from stagecast.vod.router import router as vod_router
 from stagecast.web import errors, health, pages
 
 # Each domain contributes a starter: it builds its components, registers them on the core and
 # pushes their shutdown onto the stack.
 Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
-STARTERS: list[Starter] = [live_runtime.start, ingest_servers.start]
+
+
+def _chat_counters(core: Core) -> StatsSource:
+    """Export the chat hub's counters on /metrics (metrics may not import chat itself)."""
+    return StatsSource(
+        "chat", lambda: core.get(Chat).hub.stats.snapshot(), frozenset({"connected", "rooms"})
+    )
+
+
+def _vod_counters(core: Core) -> StatsSource:
+    """Export the VOD worker's job counters on /metrics."""
+    return StatsSource(
+        "vod_jobs", lambda: core.get(vod_worker.VodWorker).stats.snapshot(), frozenset({"running"})
+    )
+
+
+# The VOD starter goes first: its session-end hook must be in place before the live manager
+# reconciles (and may end) sessions left over from a crash.
+STARTERS: list[Starter] = [
+    vod_worker.start,
+    live_runtime.start,
+    ingest_servers.start,
+    start_chat,
+    # The studio reads the sessions the live manager holds: it starts after it.
+    metrics_runtime.starter(sources=[_chat_counters, _vod_counters]),
+]
 
 
 async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
@@ -93,8 +126,13 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth_router)
     app.include_router(channels_router)
+    app.include_router(chat_router)
     app.include_router(live_router)
     app.include_router(ingest_router)
+    app.include_router(vod_router)
+    app.include_router(vod_playback_router)
+    app.include_router(metrics_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.add_middleware(HttpMetrics)
     return app

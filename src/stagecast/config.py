@@ -63,6 +63,47 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(default=2.0, ge=0.5, le=10)
     live_window_segments: int = Field(default=6, ge=3)
 
+    # Chat.
+    chat_anonymous_read: bool = True
+    chat_max_length: int = Field(default=500, ge=1, le=2000)
+    chat_max_frame_bytes: int = Field(default=8192, ge=1024, le=1_048_576)
+    chat_rate_limit: int = Field(default=20, ge=1)
+    chat_rate_window_seconds: float = Field(default=30.0, gt=0)
+    chat_send_queue: int = Field(default=256, ge=4)
+    chat_heartbeat_seconds: float = Field(default=25.0, gt=0)
+    chat_resume_limit: int = Field(default=500, ge=1, le=10_000)
+    chat_reorder_wait_seconds: float = Field(default=0.2, gt=0)
+
+    # Recordings and the VOD library (seconds).
+    vod_workers: int = Field(default=2, ge=1, le=16)
+    vod_poll_seconds: float = Field(default=2.0, gt=0)
+    vod_sweep_seconds: float = Field(default=60.0, gt=0)
+    vod_job_attempts: int = Field(default=5, ge=1, le=20)
+    vod_retry_base_seconds: float = Field(default=10.0, ge=0)
+    vod_retry_cap_seconds: float = Field(default=600.0, ge=0)
+    vod_job_lease_seconds: float = Field(default=600.0, gt=0)
+    vod_purge_delay_seconds: float = Field(default=3600.0, ge=0)
+    vod_thumbnail_timeout: float = Field(default=20.0, gt=0)
+
+    # The studio: live metrics, feeds, viewer counts, webhooks (seconds unless named otherwise).
+    metrics_token: str | None = None
+    metrics_window_seconds: float = Field(default=30.0, ge=1, le=600)
+    metrics_tick_seconds: float = Field(default=1.0, gt=0, le=10)
+    metrics_history_seconds: float = Field(default=10.0, gt=0, le=600)
+    metrics_feed_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    metrics_feed_channel_limit: int = Field(default=16, ge=1)
+    metrics_feed_process_limit: int = Field(default=256, ge=1)
+    viewer_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    viewer_heartbeat_limit: int = Field(default=120, ge=1)
+    viewer_feed_channel_limit: int = Field(default=2000, ge=1)
+    viewer_feed_process_limit: int = Field(default=10000, ge=1)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    webhook_poll_seconds: float = Field(default=2.0, gt=0)
+    webhook_allow_private: bool = False
+
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"

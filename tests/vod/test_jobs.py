@@ -287,6 +287,8 @@ async def test_a_ready_vod_is_announced_on_the_bus_after_commit(
     recorded = await record_session(db, storage, media, channel.id)
     await end_session(db, recorded.session_id, hooks)
     assert await drain(announcing) == 1
+    assert announcing.stats.built == 1  # counted for /metrics
+    assert announcing.stats.running == 0
     row = await _vod_row(db, recorded.session_id)
     message = await subscription.get(timeout=2)
     assert message == {

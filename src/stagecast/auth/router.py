@@ -118,7 +118,7 @@ async def create_token(body: TokenIn, account: AccountDep, core: CoreDep) -> Tok
 async def list_users(
     _: AdminDep,
     core: CoreDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> UserPage:
     """List accounts in id order (admins only); page with ``after``."""

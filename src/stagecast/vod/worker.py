@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import imageio_ffmpeg
 
@@ -58,6 +58,22 @@ class WorkerConfig:
         )
 
 
+@dataclass
+class WorkerStats:
+    """Counters of this process's VOD jobs (exported on /metrics)."""
+
+    claimed: int = 0
+    built: int = 0
+    purged: int = 0
+    retried: int = 0
+    failed: int = 0
+    running: int = 0  # a gauge: jobs this process holds right now
+
+    def snapshot(self) -> dict[str, int]:
+        """Return the counters as a dict."""
+        return asdict(self)
+
+
 class VodWorker:
     """Claim loops and a sweeper over one database and one media storage."""
 
@@ -72,6 +88,7 @@ class VodWorker:
         self.storage = storage
         self.config = config
         self.bus = bus
+        self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._held: set[Claim] = set()
@@ -83,6 +100,8 @@ class VodWorker:
             return False
         held = claims[0]
         self._held.add(held)
+        self.stats.claimed += 1
+        self.stats.running = len(self._held)
         try:
             if held.kind == "build":
                 await self._build(held)
@@ -90,6 +109,7 @@ class VodWorker:
                 await self._purge(held)
         finally:
             self._held.discard(held)
+            self.stats.running = len(self._held)
         return True
 
     async def _build(self, held: Claim) -> None:
@@ -121,6 +141,7 @@ class VodWorker:
                 "vod %d ready (%.1f s, %d bytes)", held.vod_id, built.duration, built.byte_size
             )
             if done:
+                self.stats.built += 1
                 await self._announce(archive, built)
 
     async def _announce(self, archive: building.Archive, built: building.Built) -> None:
@@ -141,6 +162,10 @@ class VodWorker:
 
     async def _failed(self, held: Claim, reason: str, *, permanent: bool = False) -> None:
         state = await jobs.fail(self.db, held, reason, self.config.policy, permanent=permanent)
+        if state == "failed":
+            self.stats.failed += 1
+        elif state != "lost":
+            self.stats.retried += 1
         log.warning(
             "vod %d: %s job attempt %d failed (%s): %s",
             held.vod_id,
@@ -162,6 +187,7 @@ class VodWorker:
             await self._failed(held, f"cannot delete the media: {type(exc).__name__}")
             return
         await purge.finish(self.db, held, session_id)
+        self.stats.purged += 1
 
     async def sweep(self, after_id: int = 0) -> int:
         """Create the missing VODs of every ended session with an id above ``after_id``."""
