@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_DEV  := $(VENV)/.stamp-dev
 ASSETS := src/stagecast/web/static/vendor/.assets
-PYTEST_ARGS ?=
+# Two workers: many tests wait on real-time media (ffmpeg -re), so they overlap well.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test lint format bench setup clean assets
 
