@@ -22,7 +22,7 @@ class Collector:
     async def init(self, name: str, data: bytes) -> None:
         self.inits[name] = data
 
-    async def segment(self, name: str, data: bytes) -> None:
+    async def segment(self, name: str, data: bytes, file: Path) -> None:
         self.segments.append((name, data))
 
     async def exited(self, exit: PackagerExit) -> None:

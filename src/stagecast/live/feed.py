@@ -142,8 +142,8 @@ class FlvFeed:
         except MediaError as exc:
             log.warning("session %s: bad init segment from the packager: %s", self.session.id, exc)
 
-    async def _segment(self, name: str, data: bytes) -> None:
-        await self.session.add_segment(name, data)
+    async def _segment(self, name: str, data: bytes, file: Path) -> None:
+        await self.session.add_segment(name, data, file=file)
 
     async def _exited(self, exit: PackagerExit) -> None:
         if self._packager is not None and self._packager.exited.is_set():

@@ -27,7 +27,8 @@ _WRITE_TIMEOUT = 10.0
 _EXIT_TIMEOUT = 10.0
 
 OnInit = Callable[[str, bytes], Awaitable[None]]
-OnSegment = Callable[[str, bytes], Awaitable[None]]
+# The segment's bytes, and its scratch file, which the callee may move away (adopt).
+OnSegment = Callable[[str, bytes, Path], Awaitable[None]]
 OnExit = Callable[["PackagerExit"], Awaitable[None]]
 
 
@@ -219,10 +220,12 @@ class Packager:
                 await self._on_init(name, data)
             for path in ready:
                 data = await asyncio.to_thread(path.read_bytes)
-                path.unlink(missing_ok=True)
                 self._next[name] = int(_SEGMENT.match(path.name).group(1)) + 1  # type: ignore[union-attr]
                 self._last_output = time.monotonic()
-                await self._on_segment(name, data)
+                try:
+                    await self._on_segment(name, data, path)
+                finally:
+                    path.unlink(missing_ok=True)  # refused, or moved away already
 
     def _ready(self, folder: Path, name: str) -> list[Path]:
         found: list[tuple[int, Path]] = []

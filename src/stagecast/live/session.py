@@ -14,10 +14,11 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from stagecast.bus import Bus
@@ -25,8 +26,9 @@ from stagecast.db import Database
 from stagecast.db.schema import utcnow
 from stagecast.errors import StagecastError
 from stagecast.live import service
+from stagecast.live.archiver import Archiver
 from stagecast.live.bandwidth import BandwidthStats
-from stagecast.live.fmp4 import InitInfo, MediaError, parse_init, parse_segment
+from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.playlists import MediaPlaylist, SegmentEntry, Variant, render_master
 from stagecast.live.service import SegmentRecord, SessionRow
@@ -34,8 +36,6 @@ from stagecast.live.storage import SegmentStorage, media_path, session_path
 
 log = logging.getLogger(__name__)
 
-_RECORD_DEADLINE = 2.0  # seconds: a slow database must not hold the live edge back
-_BACKLOG_LIMIT = 20_000
 _SAVE_RENDITION_EVERY = 5
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
 
@@ -94,13 +94,13 @@ class LiveSession:
         self.epoch = epoch
         self.renditions: dict[str, Rendition] = {}
         self._next_sequences = dict(next_sequences)
-        self._backlog: deque[SegmentRecord] = deque()
-        self._recorder: asyncio.Task[None] | None = None
+        self._archiver = Archiver(deps.db, deps.storage, on_stored=self._stored)
         self._lock = asyncio.Lock()
         self.last_media = time.monotonic()
         self.segments_dropped = 0
         self.ended = False
         self._touched = 0.0
+        self._ending: asyncio.Task[None] | None = None
         # Set by the manager: called when the database says another process ended us.
         self.on_ended_elsewhere: Callable[[LiveSession], Coroutine[Any, Any, None]] | None = None
 
@@ -153,11 +153,15 @@ class LiveSession:
                 rendition.discontinuity_pending = True
             rendition.init = info
             rendition.init_epoch = self.epoch
-            await self._save_rendition(rendition)
-            await self._write_master()
+            self._save_later(rendition)
+            self._share_master()
 
-    async def add_segment(self, name: str, data: bytes) -> bool:
-        """Take one whole media segment of ``name``; False if it was refused (logged, counted)."""
+    async def add_segment(self, name: str, data: bytes, *, file: Path | None = None) -> bool:
+        """Take one whole media segment of ``name``; False if it was refused (logged, counted).
+
+        ``file`` is a local file holding the same bytes that the session may move into storage
+        instead of writing ``data`` (the packager's output).
+        """
         received = time.perf_counter()
         async with self._lock:
             rendition = self.renditions.get(name)
@@ -170,32 +174,28 @@ class LiveSession:
                 self.segments_dropped += 1
                 log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
                 return False
-            await self._accept(
-                rendition,
-                data,
-                info.duration,
-                info.start_time,
-                received,
-                info.video_frames,
-                info.starts_with_keyframe,
-            )
+            await self._accept(rendition, data, info, received, file)
             return True
 
     async def _accept(
         self,
         rendition: Rendition,
         data: bytes,
-        duration: float,
-        start_time: float,
+        info: SegmentInfo,
         received: float,
-        frames: int,
-        keyframe: bool,
+        file: Path | None,
     ) -> None:
+        duration, start_time = info.duration, info.start_time
+        frames, keyframe = info.video_frames, info.starts_with_keyframe
         sequence = rendition.next_sequence
         rendition.next_sequence += 1
         filename = f"seg-{sequence:08d}.m4s"
         path = media_path(self.channel_id, self.id, rendition.name, filename)
-        await self.deps.storage.write(path, data)
+        # Written once, before anything lists it.
+        if file is not None:
+            await self.deps.storage.adopt(path, file)
+        else:
+            await self.deps.storage.write(path, data)
         if rendition.anchor is None:
             rendition.anchor = (utcnow() - timedelta(seconds=duration), start_time)
         wall, media = rendition.anchor
@@ -213,7 +213,6 @@ class LiveSession:
             pdt,
             path,
         )
-        await self._archive(record)
         rendition.playlist.append(
             SegmentEntry(
                 sequence,
@@ -228,15 +227,19 @@ class LiveSession:
         rendition.bandwidth.add(len(data), duration)
         if frames and duration > 0:
             rendition.frame_rate = round(frames / duration, 3)
-        await self._write_playlist(rendition)
         self.last_media = time.monotonic()
+        # The live edge has moved; rows and the copies other processes serve follow behind.
+        self._archive(record)
+        self._share_playlist(rendition)
+        rendition.since_saved += 1
+        if len(rendition.playlist.segments) == 1 or rendition.since_saved >= _SAVE_RENDITION_EVERY:
+            self._archiver.run(
+                f"rendition:{rendition.name}", lambda: self._save_rendition(rendition)
+            )
+            self._share_master()
         self._observe(
             rendition, record, start_time, frames, keyframe, time.perf_counter() - received
         )
-        rendition.since_saved += 1
-        if len(rendition.playlist.segments) == 1 or rendition.since_saved >= _SAVE_RENDITION_EVERY:
-            await self._save_rendition(rendition)
-            await self._write_master()
 
     def _observe(
         self,
@@ -268,75 +271,34 @@ class LiveSession:
 
     # -- archive ----------------------------------------------------------------------------
 
-    async def _archive(self, record: SegmentRecord) -> None:
-        """Store the row now, or keep it for the recorder if the database is struggling."""
-        if self._backlog:
-            self._queue(record)
-            return
+    def _archive(self, record: SegmentRecord) -> None:
+        """Queue the segment's row; the first one (and one every few seconds) marks us live."""
         now = time.monotonic()
         touch = self.state == "idle" or now - self._touched > _TOUCH_EVERY
-        try:
-            stored = await service.record_segment(
-                self.deps.db, record, touch=touch, deadline=_RECORD_DEADLINE
-            )
-        except StagecastError as exc:
-            log.warning(
-                "session %s: segment %s/%d not archived yet (%s); will retry",
-                self.id,
-                record.rendition,
-                record.sequence,
-                exc.code,
-            )
-            self._queue(record)
-            return
-        if touch and stored:
+        if touch:
             self._touched = now
+        self._archiver.record(record, touch=touch)
+
+    async def _stored(self, record: SegmentRecord, stored: bool) -> None:
         if not stored:
             if not self.ended and self.on_ended_elsewhere is not None:
                 self.ended = True
-                asyncio.get_running_loop().create_task(self.on_ended_elsewhere(self))
+                # Not awaited: it closes this session's archiver, whose task is running us.
+                self._ending = asyncio.get_running_loop().create_task(self.on_ended_elsewhere(self))
             return
         if self.state == "idle":
             self.state = "live"
             self.started_at = self.started_at or record.program_date_time
             await self._announce("live")
 
-    def _queue(self, record: SegmentRecord) -> None:
-        if len(self._backlog) >= _BACKLOG_LIMIT:
-            self._backlog.popleft()
-            self.segments_dropped += 1
-        self._backlog.append(record)
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._drain_backlog(), name=f"recorder-{self.id}")
-
-    async def _drain_backlog(self, *, give_up_after: float | None = None) -> None:
-        delay = 0.5
-        started = time.monotonic()
-        while self._backlog:
-            if give_up_after is not None and time.monotonic() - started > give_up_after:
-                return
-            record = self._backlog[0]
-            try:
-                await service.record_segment(self.deps.db, record, deadline=_RECORD_DEADLINE)
-            except StagecastError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._backlog.popleft()
-            delay = 0.5
-
-    async def flush(self, timeout: float = 10.0) -> None:
-        """Try to archive every pending row before the session ends (bounded)."""
-        if self._recorder is not None and not self._recorder.done():
-            self._recorder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder
-        await self._drain_backlog(give_up_after=timeout)
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) until every queued row and file is written; True if all were."""
+        return await self._archiver.flush(timeout)
 
     @property
     def unarchived(self) -> int:
         """Return how many segments wait for their database row."""
-        return len(self._backlog)
+        return self._archiver.pending
 
     # -- playlists --------------------------------------------------------------------------
 
@@ -366,15 +328,19 @@ class LiveSession:
         ]
         return render_master(variants) if variants else None
 
-    async def _write_playlist(self, rendition: Rendition) -> None:
+    def _share_playlist(self, rendition: Rendition) -> None:
+        """Have the playlist copy other processes serve rewritten (latest text wins)."""
         path = media_path(self.channel_id, self.id, rendition.name, "index.m3u8")
-        await self.deps.storage.write(path, rendition.playlist.render().encode())
+        self._archiver.write_file(path, rendition.playlist.render)
 
-    async def _write_master(self) -> None:
-        text = self.master_text()
-        if text is not None:
-            path = session_path(self.channel_id, self.id, "master.m3u8")
-            await self.deps.storage.write(path, text.encode())
+    def _share_master(self) -> None:
+        self._archiver.write_file(
+            session_path(self.channel_id, self.id, "master.m3u8"), self.master_text
+        )
+
+    def _save_later(self, rendition: Rendition) -> None:
+        """Have the rendition's row (codecs, size, bandwidth) refreshed in the background."""
+        self._archiver.run(f"rendition:{rendition.name}", partial(self._save_rendition, rendition))
 
     async def _save_rendition(self, rendition: Rendition) -> None:
         rendition.since_saved = 0
@@ -400,14 +366,16 @@ class LiveSession:
             )
 
     async def close_playlists(self) -> None:
-        """Mark every playlist ended (EXT-X-ENDLIST) and write them out."""
+        """Mark every playlist ended (EXT-X-ENDLIST), write everything out, stop the archiver."""
         async with self._lock:
             self.ended = True
             for rendition in self.renditions.values():
                 rendition.playlist.end()
-                await self._write_playlist(rendition)
-                await self._save_rendition(rendition)
-            await self._write_master()
+                self._share_playlist(rendition)
+                self._save_later(rendition)
+            self._share_master()
+        await self._archiver.flush(10.0)
+        await self._archiver.close()
 
     async def _announce(self, state: str) -> None:
         with contextlib.suppress(StagecastError):
