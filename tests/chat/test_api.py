@@ -84,7 +84,7 @@ async def test_bad_or_foreign_cursors_are_400(
     for cursor in ("garbage", "é.é", foreign, foreign[:-2] + "xx"):
         response = await client.get(url(room, "/messages"), params={"before": cursor})
         assert response.status_code == 400, cursor
-        assert response.json()["error"]["code"] in ("bad_token", "bad_cursor")
+        assert response.json()["error"]["code"] == "bad_cursor"
 
 
 async def test_deleted_messages_leave_history(client: httpx.AsyncClient, room: Room) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagecast.chat import cursors
+from stagecast import cursors
 from stagecast.errors import BadRequest
 
 SECRET = "test-secret"

@@ -118,7 +118,7 @@ async def test_bad_cursors_are_400_not_500(studio: Studio) -> None:
     ):
         response = await studio.get("alice", LIST, cursor=bad, **params)
         assert response.status_code == 400, bad
-        assert response.json()["error"]["code"] == "bad_token"
+        assert response.json()["error"]["code"] == "bad_cursor"
 
 
 async def test_pages_stay_stable_while_vods_are_added(studio: Studio) -> None:

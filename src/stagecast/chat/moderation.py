@@ -17,11 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from stagecast import cursors
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.channels.models import channel_moderator
 from stagecast.channels.policy import Access, Action, require
-from stagecast.chat import cursors
 from stagecast.chat.filters import MAX_FILTERS, FilterRule, FilterSet, InvalidFilter, validate
 from stagecast.chat.models import (
     chat_channel,
@@ -37,8 +37,8 @@ from stagecast.errors import Conflict, NotFound
 
 MAX_TIMEOUT = 14 * 24 * 3600  # seconds
 MAX_SLOW_MODE = 3600  # seconds
-LOG = "log"
-RESTRICTIONS = "restrictions"
+LOG = "chat.log"
+RESTRICTIONS = "chat.restrictions"
 
 
 @dataclass(frozen=True)

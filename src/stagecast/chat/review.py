@@ -15,10 +15,11 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast import cursors
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.channels.policy import Access, Action, require
-from stagecast.chat import cursors, messages
+from stagecast.chat import messages
 from stagecast.chat.filters import FilterRule
 from stagecast.chat.messages import Draft, Message, OnAirMark
 from stagecast.chat.models import chat_held
@@ -28,7 +29,7 @@ from stagecast.db import Kind
 from stagecast.db.schema import utcnow
 from stagecast.errors import NotFound
 
-QUEUE = "held"
+QUEUE = "chat.held"
 
 
 @dataclass(frozen=True)

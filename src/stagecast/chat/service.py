@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast import cursors
 from stagecast.auth.service import Account
 from stagecast.channels import playback
 from stagecast.channels.policy import Access, Action, allowed, require
 from stagecast.channels.service import access_to
-from stagecast.chat import cursors, messages, moderation, review
+from stagecast.chat import messages, moderation, review
 from stagecast.chat.errors import Blocked, SlowMode
 from stagecast.chat.messages import Draft, Message
 from stagecast.chat.rules import ChannelRules
@@ -25,7 +26,7 @@ from stagecast.chat.runtime import Chat
 from stagecast.db import Kind
 from stagecast.errors import NotFound, TooManyRequests, Unauthorized, Unprocessable
 
-HISTORY = "history"
+HISTORY = "chat.history"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from stagecast import cursors
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
 from stagecast.auth.service import Account
 from stagecast.bus import BusUnavailable
@@ -45,7 +46,7 @@ from stagecast.metrics.schemas import (
     WebhookPatchIn,
     WebhookWithSecretOut,
 )
-from stagecast.signing import BadSignature, sign, unsign
+from stagecast.signing import BadSignature
 
 router = APIRouter(tags=["studio"])
 
@@ -109,24 +110,14 @@ def _context(metrics: Metrics, slug: str, channel_id: int, *, studio: bool) -> F
 
 
 def _cursor(core: Core, purpose: str, scope: int, last_id: int) -> str:
-    return sign(core.secret_key, purpose, [scope, last_id])
+    return cursors.encode(core.secret_key, purpose, scope, (last_id,))
 
 
 def _uncursor(core: Core, purpose: str, scope: int, cursor: str | None) -> int | None:
     """Return the id a cursor continues after (None for the first page). Raises 400."""
     if cursor is None:
         return None
-    if not cursor.isascii():
-        raise BadSignature("malformed cursor")
-    payload = unsign(core.secret_key, purpose, cursor)
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 2
-        or payload[0] != scope
-        or type(payload[1]) is not int
-    ):
-        raise BadSignature("cursor does not belong to this listing")
-    return int(payload[1])
+    return cursors.int_key(cursors.decode(core.secret_key, purpose, scope, cursor, 1)[0])
 
 
 # -- feeds -----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Opaque, tamper-evident page cursors over the library's sort key ``(created_at, id)``.
 
-A cursor is signed (``stagecast.signing``) and bound to the filters it was made for: a forged,
-truncated or re-used-with-other-filters cursor is a 400 (``BadSignature``), never a 500.
-Times travel as whole microseconds since the epoch, so the round trip is exact.
+A cursor (``stagecast.cursors``) is signed and bound to the filters it was made for: a forged,
+truncated or re-used-with-other-filters cursor is a 400, never a 500. Times travel as whole
+microseconds since the epoch, so the round trip is exact.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from stagecast.signing import BadSignature, sign, unsign
+from stagecast import cursors
 
 _PURPOSE = "vod-page"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,22 +31,12 @@ class Position:
 def encode(secret: str, position: Position, scope: str) -> str:
     """Return the cursor of ``position`` for the filters named by ``scope``."""
     micros = (position.created_at - _EPOCH) // _MICRO
-    return sign(secret, _PURPOSE, [micros, position.id, scope])
+    return cursors.encode(secret, _PURPOSE, scope, (micros, position.id))
 
 
 def decode(secret: str, token: str, scope: str) -> Position:
-    """Return the position in ``token``. Raises BadSignature unless we made it for ``scope``."""
-    if not token.isascii():  # ours are base64url; hmac.compare_digest refuses non-ASCII text
-        raise BadSignature("malformed cursor")
-    payload = unsign(secret, _PURPOSE, token)
-    if (
-        not isinstance(payload, list)
-        or len(payload) != 3
-        or not all(type(v) is int for v in payload[:2])
-        or payload[2] != scope
-    ):
-        raise BadSignature("cursor does not belong to this listing")
-    micros, vod_id = payload[0], payload[1]
-    if not _MIN_US <= micros <= _MAX_US:
-        raise BadSignature("cursor out of range")
+    """Return the position in ``token``. Raises a 400 unless we made it for ``scope``."""
+    micros, vod_id = cursors.decode(secret, _PURPOSE, scope, token, 2)
+    if type(micros) is not int or type(vod_id) is not int or not _MIN_US <= micros <= _MAX_US:
+        raise cursors.BadCursor("cursor out of range")
     return Position(_EPOCH + micros * _MICRO, vod_id)

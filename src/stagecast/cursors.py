@@ -1,38 +1,44 @@
-"""Opaque keyset cursors for chat lists (history, moderation log, restrictions, review queue).
+"""Opaque keyset cursors for every paged list (chat history, moderation log, VODs, ...).
 
-A cursor carries the sort key of the last row of a page, bound to one channel and one list, and
-signed: a client can hand it back but cannot forge, alter or move it to another channel or list.
-Anything else is a 400 (``BadSignature`` or ``BadCursor``).
+A cursor carries the sort key of the last row of a page, bound to one list (``purpose``) and
+one scope (a channel, a webhook, a set of filters), and signed: a client can hand it back but
+cannot forge, alter or move it to another list or scope. Anything else is a 400
+(``BadSignature`` or ``BadCursor``), never a 500.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from stagecast.errors import BadRequest
-from stagecast.signing import sign, unsign
+from stagecast.signing import BadSignature, sign, unsign
 
 Key = tuple[int | str, ...]
 
 
-class BadCursor(BadRequest):
-    """A well-signed cursor that does not belong to this list or channel, or is malformed."""
+class BadCursor(BadSignature):
+    """A well-signed cursor that does not belong to this list or scope, or is malformed."""
 
     code = "bad_cursor"
 
 
-def encode(secret: str, list_name: str, channel_id: int, key: Key) -> str:
-    """Return the cursor that continues ``list_name`` of ``channel_id`` after ``key``."""
-    return sign(secret, f"chat.{list_name}", {"c": channel_id, "k": list(key)})
+Scope = int | str
 
 
-def decode(secret: str, list_name: str, channel_id: int, cursor: str, arity: int) -> Key:
+def encode(secret: str, purpose: str, scope: Scope, key: Key) -> str:
+    """Return the cursor that continues list ``purpose`` of ``scope`` after ``key``."""
+    return sign(secret, purpose, {"c": scope, "k": list(key)})
+
+
+def decode(secret: str, purpose: str, scope: Scope, cursor: str, arity: int) -> Key:
     """Return the key inside ``cursor``. Raises BadSignature or BadCursor (both 400)."""
     if not cursor.isascii():  # hmac.compare_digest refuses non-ASCII text with a TypeError
         raise BadCursor("malformed cursor")
-    payload = unsign(secret, f"chat.{list_name}", cursor)
-    if not isinstance(payload, dict) or payload.get("c") != channel_id:
-        raise BadCursor("cursor belongs to another channel")
+    try:
+        payload = unsign(secret, purpose, cursor)
+    except BadSignature as exc:
+        raise BadCursor(f"invalid cursor ({exc.message})") from exc
+    if not isinstance(payload, dict) or payload.get("c") != scope:
+        raise BadCursor("cursor belongs to another list")
     key = payload.get("k")
     if (
         not isinstance(key, list)
