@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response
 
 from stagecast.auth.deps import CoreDep
 from stagecast.channels.service import KeyMatch, verify_stream_key
+from stagecast.core import Core
 from stagecast.errors import (
     BadRequest,
     NotFound,
@@ -123,11 +124,17 @@ class HttpPushIngest:
         self._pushers.clear()
 
 
-async def _key(request: Request) -> str:
+async def _pusher_of(request: Request, core: Core, slug: str) -> KeyMatch:
+    """Return the channel the Bearer stream key opens; it must be ``slug``. Raises 401/404."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise Unauthorized("send the stream key as 'Authorization: Bearer <stream key>'")
-    return value.strip()
+    match = await verify_stream_key(core.db, value.strip())
+    if match is None:
+        raise Unauthorized("invalid stream key")
+    if match.slug != slug:
+        raise NotFound("channel not found")
+    return match
 
 
 async def read_body(request: Request, limit: int, deadline: float = BODY_DEADLINE) -> bytes:
@@ -154,11 +161,7 @@ async def push(
     slug: str, rendition: str, filename: str, request: Request, core: CoreDep
 ) -> Response:
     """Accept one pushed file: init segment, media segment, or (ignored) playlist."""
-    match = await verify_stream_key(core.db, await _key(request))
-    if match is None:
-        raise Unauthorized("invalid stream key")
-    if match.slug != slug:
-        raise NotFound("channel not found")
+    match = await _pusher_of(request, core, slug)
     if not _RENDITION.fullmatch(rendition) or not _FILENAME.fullmatch(filename):
         raise NotFound("rendition or file name not allowed")
     if filename.endswith(".m3u8"):
@@ -188,9 +191,5 @@ async def delete(
     slug: str, rendition: str, filename: str, request: Request, core: CoreDep
 ) -> Response:
     """Acknowledge an encoder deleting an old segment: the archive keeps everything."""
-    match = await verify_stream_key(core.db, await _key(request))
-    if match is None:
-        raise Unauthorized("invalid stream key")
-    if match.slug != slug:
-        raise NotFound("channel not found")
+    await _pusher_of(request, core, slug)
     return Response(status_code=204)
