@@ -52,8 +52,9 @@ STREAMS = 1_000
 VIEWERS = 10
 SEGMENT = 2.0
 SEGMENT_BYTES = 625_000  # 2.5 Mb/s
+# The same server the other benchmarks use (this machine's PostgreSQL unless told otherwise).
 PG_SERVER = os.environ.get("STAGECAST_BENCH_DATABASE_URL") or os.environ.get(
-    "STAGECAST_TEST_DATABASE_URL"
+    "STAGECAST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 PG_NAME = "stagecast_bench_metrics"
 
