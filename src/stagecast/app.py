@@ -18,6 +18,7 @@ from stagecast import __version__
 from stagecast.auth.router import router as auth_router
 from stagecast.bus import Bus, MemoryBus, RedisBus
 from stagecast.channels.router import router as channels_router
+from stagecast.chat.connection import ServerSend
 from stagecast.chat.router import router as chat_router
 from stagecast.chat.runtime import Chat, start_chat
 from stagecast.config import Settings
@@ -135,4 +136,5 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(HttpMetrics)
+    app.add_middleware(ServerSend)  # added last: outermost
     return app
