@@ -82,7 +82,7 @@ def serve(
         typer.echo(f"created admin account: username {name}  password {shown}")
     typer.echo(f"Stagecast studio on http://{settings.host}:{settings.port}/studio")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_startup=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
