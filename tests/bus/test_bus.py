@@ -42,6 +42,20 @@ async def test_every_subscriber_gets_each_message_in_order(bus: Bus) -> None:
     second.close()
 
 
+async def test_publish_many_delivers_each_in_order_to_its_topic(bus: Bus) -> None:
+    """A batch (the metrics tick's snapshots) reaches each topic's subscribers in order."""
+    one = await bus.subscribe("studio.1")
+    two = await bus.subscribe("studio.2")
+    batch = [(f"studio.{1 + i % 2}", {"n": i}) for i in range(40)]
+    await bus.publish_many(batch)
+    await bus.publish_many([])
+    assert [await one.get(timeout=2) for _ in range(20)] == [{"n": i} for i in range(0, 40, 2)]
+    assert [await two.get(timeout=2) for _ in range(20)] == [{"n": i} for i in range(1, 40, 2)]
+    assert await one.get(timeout=0.2) is None
+    one.close()
+    two.close()
+
+
 async def test_topics_are_isolated(bus: Bus) -> None:
     """A subscriber of one topic never sees another topic's messages."""
     one = await bus.subscribe("chat.1")
@@ -128,4 +142,6 @@ async def test_redis_down_means_bus_unavailable_not_a_hang() -> None:
     bus = RedisBus(client, prefix="x")
     with pytest.raises(BusUnavailable):
         await bus.publish("t", {"n": 1})
+    with pytest.raises(BusUnavailable):
+        await bus.publish_many([("t", {"n": 1}), ("u", {"n": 2})])
     await client.aclose()

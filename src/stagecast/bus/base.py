@@ -8,7 +8,7 @@ receives a ``Gap`` and must resynchronise from the database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -95,6 +95,12 @@ class Bus(Protocol):
         """Send ``payload`` to every subscriber of ``topic`` in every process.
 
         Raises BusUnavailable if it cannot be sent.
+        """
+
+    async def publish_many(self, messages: Sequence[tuple[str, Payload]]) -> None:
+        """Send each ``(topic, payload)`` in order, in one round trip where there is one.
+
+        Raises BusUnavailable if they cannot be sent (then some of them may have been).
         """
 
     async def subscribe(self, topic: str, *, maxsize: int = 1024) -> Subscription:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from stagecast.bus.base import Payload, Subscription
 
@@ -25,6 +26,11 @@ class MemoryBus:
         data = json.loads(json.dumps(payload))
         for subscription in list(subscribers):
             subscription.deliver(data)
+
+    async def publish_many(self, messages: Sequence[tuple[str, Payload]]) -> None:
+        """Deliver each ``(topic, payload)`` in order."""
+        for topic, payload in messages:
+            await self.publish(topic, payload)
 
     async def subscribe(self, topic: str, *, maxsize: int = 1024) -> Subscription:
         """Return a subscription to ``topic``, active at once."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -56,6 +57,22 @@ class RedisBus:
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await self._client.publish(self._prefix + topic, data)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BusUnavailable("message bus unavailable") from exc
+
+    async def publish_many(self, messages: Sequence[tuple[str, Payload]]) -> None:
+        """Publish each ``(topic, payload)`` in order, pipelined: one round trip for all.
+
+        Raises BusUnavailable if Redis does not take them (some may have been published).
+        """
+        if not messages:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for topic, payload in messages:
+            pipe.publish(self._prefix + topic, json.dumps(payload, separators=(",", ":")))
+        try:
+            async with asyncio.timeout(_PUBLISH_TIMEOUT):
+                await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             raise BusUnavailable("message bus unavailable") from exc
 
