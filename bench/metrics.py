@@ -30,10 +30,11 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
@@ -41,7 +42,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stagecast.bus import MemoryBus, RedisBus
+from stagecast.bus import Bus, MemoryBus, RedisBus
 from stagecast.config import Settings
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
@@ -59,6 +60,7 @@ PG_SERVER = os.environ.get("STAGECAST_BENCH_DATABASE_URL") or os.environ.get(
     "STAGECAST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 PG_NAME = "stagecast_bench_metrics"
+T = TypeVar("T")
 REDIS = os.environ.get("STAGECAST_BENCH_REDIS_URL") or os.environ.get(
     "STAGECAST_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 )
@@ -149,26 +151,35 @@ class Simulation:
         self.second += 1
 
 
-async def _tick_times(
-    sim: Simulation, ticks: int
-) -> tuple[list[float], list[float], dict[str, Any]]:
+def _publisher(sim: Simulation, bus: Bus) -> Publisher:
+    """Return the publisher of ``sim``'s sessions, every stream with ``VIEWERS`` viewers."""
     viewers = Viewers(MemoryPresence(5.0), heartbeat=5.0)
     for session in sim.sessions:
         for v in range(VIEWERS):
             viewers.seen(session.id, f"viewer-{session.id}-{v}")
-    publisher = Publisher(
-        sessions=lambda: sim.sessions, ingest=sim.ingest, viewers=viewers, bus=MemoryBus()
-    )
+    return Publisher(sessions=lambda: sim.sessions, ingest=sim.ingest, viewers=viewers, bus=bus)
+
+
+async def _timed(work: Awaitable[T], wall: list[float], cpu: list[float]) -> T:
+    """Await ``work``; append the wall and thread CPU seconds it took."""
+    started, started_cpu = time.perf_counter(), time.thread_time()
+    result = await work
+    wall.append(time.perf_counter() - started)
+    cpu.append(time.thread_time() - started_cpu)
+    return result
+
+
+async def _tick_times(
+    sim: Simulation, ticks: int
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    publisher = _publisher(sim, MemoryBus())
     await publisher.tick()  # flushes the sightings once
-    times, cpu = [], []
+    times: list[float] = []
+    cpu: list[float] = []
     snapshot: dict[str, Any] = {}
     for _ in range(ticks):
         sim.feed_second()
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        snapshots = await publisher.tick()
-        times.append(time.perf_counter() - started)
-        cpu.append(time.thread_time() - started_cpu)
-        snapshot = snapshots[0]
+        snapshot = (await _timed(publisher.tick(), times, cpu))[0]
     return times, cpu, snapshot
 
 
@@ -184,6 +195,11 @@ def _bitrate_from_windows(sim: Simulation) -> float:
     return statistics.median(times)
 
 
+async def _publish_each(bus: Bus, snapshots: list[dict[str, Any]]) -> None:
+    for snapshot in snapshots:
+        await bus.publish(f"studio.{snapshot['channel_id']}", snapshot)
+
+
 async def _redis_ticks(sim: Simulation, ticks: int) -> None:
     """Time the tick on the Redis bus (several processes) against one PUBLISH per stream."""
     client = Redis.from_url(REDIS)
@@ -195,25 +211,18 @@ async def _redis_ticks(sim: Simulation, ticks: int) -> None:
         return
     bus = RedisBus(client, prefix=f"bench-metrics-{os.getpid()}")
     bus.start()
-    viewers = Viewers(MemoryPresence(5.0), heartbeat=5.0)
-    publisher = Publisher(
-        sessions=lambda: sim.sessions, ingest=sim.ingest, viewers=viewers, bus=bus
-    )
+    publisher = _publisher(sim, bus)
+    piped: list[float] = []
+    piped_cpu: list[float] = []
+    single: list[float] = []
+    single_cpu: list[float] = []
     try:
         await publisher.tick()
-        piped, piped_cpu, single, single_cpu = [], [], [], []
         for _ in range(ticks):
             sim.feed_second()
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            snapshots = await publisher.tick()
-            piped.append(time.perf_counter() - started)
-            piped_cpu.append(time.thread_time() - started_cpu)
+            snapshots = await _timed(publisher.tick(), piped, piped_cpu)
             # The baseline: the same snapshots, one PUBLISH (one round trip) each.
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            for snapshot in snapshots:
-                await bus.publish(f"studio.{snapshot['channel_id']}", snapshot)
-            single.append(time.perf_counter() - started)
-            single_cpu.append(time.thread_time() - started_cpu)
+            await _timed(_publish_each(bus, snapshots), single, single_cpu)
     finally:
         await bus.close()
         await client.aclose()
