@@ -182,6 +182,55 @@ async def test_a_private_vod_plays_only_with_a_token_for_that_vod(watched: Watch
     assert (await client.get(watched.master, headers=bearer(moderator))).status_code == 200
 
 
+async def test_an_unlisted_vod_plays_by_its_shared_link_only(watched: Watched) -> None:
+    """Unlisted: ids count up, so the id alone opens nothing; the studio's link (id + link key)
+    does, for every URI, and stops when the VOD turns private; a key never opens another VOD."""
+    client, url = watched.client, f"/api/v1/studio/vods/{watched.vod_id}"
+    changed = await client.patch(url, json={"visibility": "unlisted"}, headers=watched.owner)
+    assert changed.status_code == 200
+    shown = changed.json()
+    key = tokens.link_key(watched.core.secret_key, f"vod:{watched.vod_id}")
+    assert shown["page_url"] == f"/v/{watched.vod_id}?token={key}"
+    assert shown["playback_url"] == f"{watched.master}?token={key}"
+    assert shown["thumbnail_url"] == f"/hls/vods/{watched.vod_id}/thumbnail.jpg?token={key}"
+    listed = (await client.get("/api/v1/studio/vods", headers=watched.owner)).json()["items"]
+    assert listed[0]["page_url"] == shown["page_url"]
+
+    # Without the key (or with another VOD's, or a forged one): 404, as if it did not exist.
+    assert (await client.get(f"/v/{watched.vod_id}")).status_code == 404
+    assert (await client.get(watched.master)).status_code == 404
+    viewer = bearer(await make_user(watched.core, "vic", role="viewer"))
+    assert (await client.get(watched.master, headers=viewer)).status_code == 404
+    secret = watched.core.secret_key
+    for wrong in (tokens.link_key(secret, f"vod:{watched.vod_id + 1}"), key[:-2] + "xx"):
+        assert (await client.get(watched.master, params={"token": wrong})).status_code == 404
+
+    # With it: the page, the thumbnail and the whole playlist tree, the key carried along.
+    page = await client.get(shown["page_url"])
+    assert page.status_code == 200
+    assert f"master.m3u8?token={key}" in page.text
+    assert (await client.get(shown["thumbnail_url"])).status_code == 200
+    master = await client.get(shown["playback_url"])
+    assert master.status_code == 200
+    variant = m3u8.loads(master.text).playlists[0].uri
+    assert variant.endswith(f"?token={key}")
+    playlist = m3u8.loads((await client.get(f"/hls/vods/{watched.vod_id}/{variant}")).text)
+    rendition = variant.split("/")[0]
+    segment = await client.get(f"/hls/vods/{watched.vod_id}/{rendition}/{playlist.segments[0].uri}")
+    assert segment.status_code == 200
+    # The owner needs no key.
+    assert (await client.get(watched.master, headers=watched.owner)).status_code == 200
+
+    # Private now: the shared link stops working (a link key is not a playback token).
+    await client.patch(url, json={"visibility": "private"}, headers=watched.owner)
+    assert (await client.get(shown["playback_url"])).status_code == 404
+    private = (await client.get(url, headers=watched.owner)).json()
+    assert "token=" not in private["page_url"]
+    # Public: the bare id plays again.
+    await client.patch(url, json={"visibility": "public"}, headers=watched.owner)
+    assert (await client.get(watched.master)).status_code == 200
+
+
 async def test_a_deleted_vod_stops_playing_at_once(watched: Watched) -> None:
     """After DELETE the master, the segments and the page are 404 immediately."""
     listed = await watched.client.get(watched.master)

@@ -1,7 +1,11 @@
-"""Signed, expiring playback tokens for private channels and VODs.
+"""Signed playback tokens: expiring ones for private channels and VODs, link keys for unlisted VODs.
 
 A token is bound to one target (``channel:<id>`` or ``vod:<id>``): a token for one channel
 does not open another. Players carry it as ``?token=`` on playlist and segment requests.
+
+A *link key* is what makes an unlisted VOD's link unguessable (VOD ids count up, so the id
+alone would let anyone walk through them): it never expires, opens only an unlisted VOD (not
+a private one), and is the same every time for one VOD, so a shared link keeps working.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from stagecast.signing import BadSignature, sign, unsign
 
 _PURPOSE = "playback"
+_LINK = "link"
 DEFAULT_TTL = 6 * 3600.0
 
 
@@ -23,6 +28,22 @@ def allows(secret: str, token: str | None, target: str) -> bool:
         return False
     try:
         payload = unsign(secret, _PURPOSE, token)
+    except BadSignature:
+        return False
+    return isinstance(payload, dict) and payload.get("t") == target
+
+
+def link_key(secret: str, target: str) -> str:
+    """Return the link key of ``target`` (the same each time; it does not expire)."""
+    return sign(secret, _LINK, {"t": target})
+
+
+def opens_link(secret: str, token: str | None, target: str) -> bool:
+    """Tell whether ``token`` is the link key of ``target``."""
+    if not token:
+        return False
+    try:
+        payload = unsign(secret, _LINK, token)
     except BadSignature:
         return False
     return isinstance(payload, dict) and payload.get("t") == target

@@ -70,12 +70,21 @@ class Vod:
         """Return who may watch: the VOD's own visibility, or its channel's when inherited."""
         return self.channel_visibility if self.visibility == "inherit" else self.visibility
 
-    def access(self, viewer: Account | None, *, playback_token_ok: bool = False) -> Access:
-        """Return ``viewer``'s standing on this VOD (no moderator grant: callers add it)."""
+    def access(
+        self, viewer: Account | None, *, playback_token_ok: bool = False, link_ok: bool = False
+    ) -> Access:
+        """Return ``viewer``'s standing on this VOD (no moderator grant: callers add it).
+
+        An unlisted VOD's link is its id plus its link key (``link_ok``); asked for without
+        the key, it is as closed as a private one.
+        """
+        visibility = self.effective_visibility
+        if visibility == "unlisted" and not link_ok:
+            visibility = "private"
         return Access(
             channel_id=self.channel_id,
             owner_id=self.owner_id,
-            visibility=self.effective_visibility,
+            visibility=visibility,
             account=viewer,
             playback_token_ok=playback_token_ok,
         )

@@ -4,8 +4,9 @@ Playlists were rendered once by the build and are read from storage; a request c
 primary-key read of the VOD (for its visibility and whether it still exists) and one file.
 Visibility follows the channel unless the VOD overrides it, and is decided by
 ``channels.policy``: private VODs need their owner, a moderator, an admin, or a playback token
-for ``vod:<id>`` (``?token=``), which is carried into every URI of the playlists served with
-it. Playlists are cached briefly (a delete or a visibility change shows within seconds);
+for ``vod:<id>`` (``?token=``); unlisted ones need the same or the VOD's link key (also
+``?token=``, see ``channels.playback``). The token is carried into every URI of the playlists
+served with it. Playlists are cached briefly (a delete or a visibility change shows within seconds);
 segments and the thumbnail are immutable.
 """
 
@@ -62,15 +63,17 @@ async def _watchable(
     found = await service.playable(core.db, vod_id)
     # Tokens are base64url: anything else is no token (and would trip hmac.compare_digest).
     token = token if token and token.isascii() else None
-    token_ok = tokens.allows(core.secret_key, token, f"vod:{found.id}")
-    access = found.access(None, playback_token_ok=token_ok)
+    target = f"vod:{found.id}"
+    token_ok = tokens.allows(core.secret_key, token, target)
+    link_ok = not token_ok and tokens.opens_link(core.secret_key, token, target)
+    access = found.access(None, playback_token_ok=token_ok, link_ok=link_ok)
     if not allowed(access, Action.VIEW):
         caller = await identify(request, core)
         access = await service.viewer_access(
-            core.db, found, caller.account, playback_token_ok=token_ok
+            core.db, found, caller.account, playback_token_ok=token_ok, link_ok=link_ok
         )
     require(access, Action.VIEW, what="vod")
-    return found, token if token_ok else None
+    return found, token if token_ok or link_ok else None
 
 
 async def _ready(

@@ -61,20 +61,21 @@ async def list_vods(
     if filt is None:
         return VodPage(items=[], next_cursor=None, has_more=False, total=0, total_exact=True)
     page = await library.library_page(core.db, core.secret_key, filt, limit=limit, token=cursor)
-    return VodPage.of(page)
+    return VodPage.of(page, core.secret_key)
 
 
 @router.get("/api/v1/studio/vods/{vod_id}", response_model=VodOut)
 async def get_vod(vod_id: VodId, account: AccountDep, core: CoreDep) -> VodOut:
     """Return one of the caller's VODs (404 for anyone but its owner and admins)."""
-    return VodOut.of(await service.get_vod(core.db, account, vod_id))
+    return VodOut.for_owner(await service.get_vod(core.db, account, vod_id), core.secret_key)
 
 
 @router.patch("/api/v1/studio/vods/{vod_id}", response_model=VodOut)
 async def update_vod(vod_id: VodId, body: VodPatchIn, account: AccountDep, core: CoreDep) -> VodOut:
     """Change a VOD's title, description or visibility."""
     fields = body.model_dump(exclude_unset=True, exclude_none=True)
-    return VodOut.of(await service.update_vod(core.db, account, vod_id, fields))
+    found = await service.update_vod(core.db, account, vod_id, fields)
+    return VodOut.for_owner(found, core.secret_key)
 
 
 @router.delete("/api/v1/studio/vods/{vod_id}", status_code=204)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stagecast.channels.playback import link_key
 from stagecast.vod.library import Page, Vod
 
 Status = Literal["processing", "ready", "failed"]
@@ -79,7 +80,11 @@ class PublicVodOut(BaseModel):
 
 
 class VodOut(PublicVodOut):
-    """A VOD as its owner sees it in the studio."""
+    """A VOD as its owner sees it in the studio.
+
+    For an unlisted VOD, ``page_url``, ``playback_url`` and ``thumbnail_url`` carry its link key
+    (``?token=``): ``page_url`` is the link to share. Without the key the VOD is a 404.
+    """
 
     visibility: VodVisibility
     effective_visibility: Visibility
@@ -90,10 +95,16 @@ class VodOut(PublicVodOut):
     updated_at: datetime
 
     @classmethod
-    def of(cls, found: Vod) -> VodOut:
-        """Shape a VOD for its owner."""
+    def for_owner(cls, found: Vod, secret: str) -> VodOut:
+        """Shape a VOD for its owner: an unlisted VOD's URLs carry its link key."""
+        urls = PublicVodOut.of(found).model_dump()
+        if found.effective_visibility == "unlisted":
+            suffix = f"?token={link_key(secret, f'vod:{found.id}')}"
+            for name in ("playback_url", "page_url", "thumbnail_url"):
+                if urls[name] is not None:
+                    urls[name] += suffix
         return cls(
-            **PublicVodOut.of(found).model_dump(),
+            **urls,
             visibility=found.visibility,
             effective_visibility=found.effective_visibility,
             status=found.status,
@@ -114,10 +125,10 @@ class VodPage(BaseModel):
     total_exact: bool = Field(description="True when `total` is present: it is then exact.")
 
     @classmethod
-    def of(cls, page: Page) -> VodPage:
+    def of(cls, page: Page, secret: str) -> VodPage:
         """Shape a library page."""
         return cls(
-            items=[VodOut.of(v) for v in page.items],
+            items=[VodOut.for_owner(v, secret) for v in page.items],
             next_cursor=page.next_cursor,
             has_more=page.has_more,
             total=page.total,

@@ -184,16 +184,14 @@ async def delete_vod(db: Database, viewer: Account, vod_id: int, *, purge_after:
 
 
 async def viewer_access(
-    db: Database, found: Vod, viewer: Account | None, *, playback_token_ok: bool
+    db: Database, found: Vod, viewer: Account | None, *, playback_token_ok: bool, link_ok: bool
 ) -> Access:
     """Return ``viewer``'s standing on ``found``, with their moderator grant when they need it.
 
     The grant is only looked up when the VOD is not open to everyone anyway.
     """
-    base = found.access(viewer, playback_token_ok=playback_token_ok)
+    base = found.access(viewer, playback_token_ok=playback_token_ok, link_ok=link_ok)
     if viewer is None or allowed(base, Action.VIEW):
         return base
     _, access = await access_to(db, found.channel_slug, viewer)
-    return replace(
-        access, visibility=found.effective_visibility, playback_token_ok=playback_token_ok
-    )
+    return replace(access, visibility=base.visibility, playback_token_ok=playback_token_ok)
