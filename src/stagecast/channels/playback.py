@@ -24,13 +24,7 @@ def issue(secret: str, target: str, ttl: float = DEFAULT_TTL) -> str:
 
 def allows(secret: str, token: str | None, target: str) -> bool:
     """Tell whether ``token`` is a valid, unexpired playback token for ``target``."""
-    if not token:
-        return False
-    try:
-        payload = unsign(secret, _PURPOSE, token)
-    except BadSignature:
-        return False
-    return isinstance(payload, dict) and payload.get("t") == target
+    return _bound(secret, _PURPOSE, token, target)
 
 
 def link_key(secret: str, target: str) -> str:
@@ -40,10 +34,15 @@ def link_key(secret: str, target: str) -> str:
 
 def opens_link(secret: str, token: str | None, target: str) -> bool:
     """Tell whether ``token`` is the link key of ``target``."""
+    return _bound(secret, _LINK, token, target)
+
+
+def _bound(secret: str, purpose: str, token: str | None, target: str) -> bool:
+    """Tell whether ``token`` was signed for ``purpose`` and ``target`` (and has not expired)."""
     if not token:
         return False
     try:
-        payload = unsign(secret, _LINK, token)
+        payload = unsign(secret, purpose, token)
     except BadSignature:
         return False
     return isinstance(payload, dict) and payload.get("t") == target
