@@ -9,7 +9,10 @@ In one run:
   second of media is fed (not timed: that is ingest's O(1) per message, measured apart).
   Printed: wall p50/p99/max and thread CPU p50 per tick (the CPU figure is the one that
   holds on a shared machine), the bit rate alone read from the windows (what the SQL below
-  computes), and ns per media message and per segment for the observers.
+  computes), and ns per media message and per segment for the observers. Nobody subscribes
+  to those snapshots; the tick is timed again with a studio feed subscribed per channel (each
+  snapshot then copied through JSON), and on the Redis bus (several processes: snapshots
+  serialised and pipelined) against one ``PUBLISH`` per stream, when Redis is reachable.
 - **baseline**: the approach the tick replaces, bit rate by an SQL aggregate over the last 30 s
   of segment rows per stream, ``SELECT session_id, SUM(byte_size), SUM(duration) FROM segment
   WHERE session_id IN (...) AND created_at >= :cutoff GROUP BY session_id`` through
@@ -193,6 +196,27 @@ def _bitrate_from_windows(sim: Simulation) -> float:
         times.append(time.perf_counter() - started)
     assert len(rates) == len(sim.sessions)
     return statistics.median(times)
+
+
+async def _watched_ticks(sim: Simulation, ticks: int) -> None:
+    """Time the tick when every stream is watched: one studio feed subscribed per channel, so
+    each snapshot is copied through JSON as the bus delivers it."""
+    bus = MemoryBus()
+    feeds = [await bus.subscribe(f"studio.{s.channel_id}", maxsize=ticks + 2) for s in sim.sessions]
+    publisher = _publisher(sim, bus)
+    wall: list[float] = []
+    cpu: list[float] = []
+    await publisher.tick()
+    for _ in range(ticks):
+        sim.feed_second()
+        await _timed(publisher.tick(), wall, cpu)
+    for feed in feeds:
+        feed.close()
+    print(
+        f"  tick with every stream watched (a studio feed per channel, memory bus), {ticks} "
+        f"ticks: p50 {_ms(wall, 0.5):.2f} ms wall, CPU p50 {_ms(cpu, 0.5):.2f} ms",
+        flush=True,
+    )
 
 
 async def _publish_each(bus: Bus, snapshots: list[dict[str, Any]]) -> None:
@@ -441,6 +465,7 @@ async def _run(quick: bool) -> None:
         f"{snapshot['health']['verdict']}",
         flush=True,
     )
+    await _watched_ticks(sim, 10 if quick else 60)
     await _redis_ticks(sim, 10 if quick else 60)
     with tempfile.TemporaryDirectory() as tmp:
         results = []

@@ -56,6 +56,22 @@ async def test_publish_many_delivers_each_in_order_to_its_topic(bus: Bus) -> Non
     two.close()
 
 
+async def test_payloads_arrive_as_json_copies_on_every_bus(bus: Bus) -> None:
+    """What a subscriber gets is what JSON carries (the same in one process and across
+    processes): integer keys as strings, tuples as lists, text intact, and a copy that later
+    changes to the published dict do not reach."""
+    sub = await bus.subscribe("studio.3")
+    payload = {"viewers": {1: 4}, "reasons": ("late", "silent"), "body": "héllo \u2603 <b>"}
+    await bus.publish("studio.3", payload)
+    payload["body"] = "changed"
+    assert await sub.get(timeout=2) == {
+        "viewers": {"1": 4},
+        "reasons": ["late", "silent"],
+        "body": "héllo \u2603 <b>",
+    }
+    sub.close()
+
+
 async def test_topics_are_isolated(bus: Bus) -> None:
     """A subscriber of one topic never sees another topic's messages."""
     one = await bus.subscribe("chat.1")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from stagecast.bus.base import Payload, Subscription
+from stagecast.bus.base import Payload, Subscription, decode, encode
 
 
 class MemoryBus:
@@ -23,7 +22,7 @@ class MemoryBus:
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
-        data = json.loads(json.dumps(payload))
+        data = decode(encode(payload))
         for subscription in list(subscribers):
             subscription.deliver(data)
 

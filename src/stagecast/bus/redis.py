@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from stagecast.bus.base import BusUnavailable, Payload, Subscription
+from stagecast.bus.base import BusUnavailable, Payload, Subscription, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class RedisBus:
 
     async def publish(self, topic: str, payload: Payload) -> None:
         """Publish ``payload`` on ``topic``. Raises BusUnavailable if Redis does not take it."""
-        data = json.dumps(payload, separators=(",", ":"))
+        data = encode(payload)
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await self._client.publish(self._prefix + topic, data)
@@ -69,7 +68,7 @@ class RedisBus:
             return
         pipe = self._client.pipeline(transaction=False)
         for topic, payload in messages:
-            pipe.publish(self._prefix + topic, json.dumps(payload, separators=(",", ":")))
+            pipe.publish(self._prefix + topic, encode(payload))
         try:
             async with asyncio.timeout(_PUBLISH_TIMEOUT):
                 await pipe.execute()
@@ -172,7 +171,7 @@ class RedisBus:
         if kind != "message":
             return
         try:
-            payload = json.loads(message["data"])
+            payload = decode(message["data"])
         except (ValueError, TypeError):
             log.warning("redis bus dropped a malformed message on %s", topic)
             return
