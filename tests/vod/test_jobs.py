@@ -22,7 +22,17 @@ from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.models import vod, vod_job
 from stagecast.vod.worker import VodWorker
 from tests.vod.conftest import POLICY, count, drain, make_channel, make_worker, scalar
-from tests.vod.media import RENDITIONS, Media, end_session, record_session
+from tests.vod.media import RENDITIONS, Media, Recorded, end_session, record_session
+
+
+@pytest.fixture
+async def recorded(
+    db: Database, storage: LocalStorage, media: Media, channel: Channel, hooks: SessionHooks
+) -> Recorded:
+    """A session of ``channel`` recorded and ended: its VOD and build job exist, not built."""
+    found = await record_session(db, storage, media, channel.id)
+    await end_session(db, found.session_id, hooks)
+    return found
 
 
 async def _vod_row(db: Database, session_id: int) -> object:
@@ -61,12 +71,10 @@ async def test_the_build_lists_every_archived_segment_with_discontinuity_and_map
     storage: LocalStorage,
     media: Media,
     channel: Channel,
-    hooks: SessionHooks,
     worker: VodWorker,
+    recorded: Recorded,
 ) -> None:
     """The VOD is ready; each rendition playlist parses and lists every segment, none lost."""
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     assert await drain(worker) == 1
     row = await _vod_row(db, recorded.session_id)
     assert row.status == "ready", row.failure_reason  # type: ignore[attr-defined]
@@ -94,16 +102,9 @@ async def test_the_build_lists_every_archived_segment_with_discontinuity_and_map
 
 
 async def test_the_master_has_real_codecs_bandwidth_and_resolution(
-    db: Database,
-    storage: LocalStorage,
-    media: Media,
-    channel: Channel,
-    hooks: SessionHooks,
-    worker: VodWorker,
+    storage: LocalStorage, media: Media, channel: Channel, worker: VodWorker, recorded: Recorded
 ) -> None:
     """Every rendition is a variant with its codecs, resolution and a measured peak bit rate."""
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     await drain(worker)
     text = await storage.read(session_path(channel.id, recorded.session_id, MASTER))
     master = m3u8.loads(text.decode())
@@ -120,16 +121,9 @@ async def test_the_master_has_real_codecs_bandwidth_and_resolution(
 
 
 async def test_the_thumbnail_is_a_jpeg(
-    db: Database,
-    storage: LocalStorage,
-    media: Media,
-    channel: Channel,
-    hooks: SessionHooks,
-    worker: VodWorker,
+    db: Database, storage: LocalStorage, media: Media, worker: VodWorker, recorded: Recorded
 ) -> None:
     """ffmpeg grabs a frame from the archive into a JPEG beside the media."""
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     await drain(worker)
     row = await _vod_row(db, recorded.session_id)
     jpeg = await storage.read(row.thumbnail_path)  # type: ignore[attr-defined]
@@ -210,16 +204,9 @@ async def test_the_sweep_floor_only_skips_sessions_that_had_ended(
 
 
 async def test_an_expired_lease_is_taken_over_and_the_stale_claim_is_fenced(
-    db: Database,
-    storage: LocalStorage,
-    media: Media,
-    channel: Channel,
-    hooks: SessionHooks,
-    worker: VodWorker,
+    db: Database, worker: VodWorker, recorded: Recorded
 ) -> None:
     """A job whose worker died runs again after its lease; the dead worker cannot finish it."""
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     [stale] = await jobs.claim(db, POLICY)
 
     async def expire(conn: AsyncConnection) -> None:
@@ -237,11 +224,9 @@ async def test_an_expired_lease_is_taken_over_and_the_stale_claim_is_fenced(
 
 
 async def test_a_released_job_is_due_again_with_its_attempt_given_back(
-    db: Database, storage: LocalStorage, media: Media, channel: Channel, hooks: SessionHooks
+    db: Database, recorded: Recorded
 ) -> None:
     """A clean shutdown hands held jobs back: pending, due now, attempt not counted."""
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     [held] = await jobs.claim(db, POLICY)
     await jobs.release(db, held)
     job = await _job(db, held.vod_id)
@@ -250,18 +235,11 @@ async def test_a_released_job_is_due_again_with_its_attempt_given_back(
 
 
 async def test_a_deleted_vod_is_purged_later_and_never_recreated(
-    db: Database,
-    storage: LocalStorage,
-    media: Media,
-    channel: Channel,
-    hooks: SessionHooks,
-    worker: VodWorker,
+    db: Database, storage: LocalStorage, channel: Channel, worker: VodWorker, recorded: Recorded
 ) -> None:
     """The purge job removes the files and archive rows; the tombstone stops the sweep."""
     from stagecast.auth.service import list_accounts
 
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     await drain(worker)
     vod_id = (await _vod_row(db, recorded.session_id)).id  # type: ignore[attr-defined]
     [owner] = [a for a in await list_accounts(db) if a.id == channel.owner_id]
@@ -275,7 +253,7 @@ async def test_a_deleted_vod_is_purged_later_and_never_recreated(
 
 
 async def test_a_ready_vod_is_announced_on_the_bus_after_commit(
-    db: Database, storage: LocalStorage, media: Media, channel: Channel, hooks: SessionHooks
+    db: Database, storage: LocalStorage, channel: Channel, recorded: Recorded
 ) -> None:
     """When the build commits, ``vod.ready`` goes out on ``vod.<channel_id>`` with the VOD id."""
     from stagecast.bus import MemoryBus
@@ -284,8 +262,6 @@ async def test_a_ready_vod_is_announced_on_the_bus_after_commit(
     bus = MemoryBus()
     subscription = await bus.subscribe(f"vod.{channel.id}")
     announcing = VodWorker(db, storage, make_worker(db, storage).config, bus)
-    recorded = await record_session(db, storage, media, channel.id)
-    await end_session(db, recorded.session_id, hooks)
     assert await drain(announcing) == 1
     assert announcing.stats.built == 1  # counted for /metrics
     assert announcing.stats.running == 0
