@@ -28,6 +28,20 @@ class Collector:
     async def exited(self, exit: PackagerExit) -> None:
         self.exits.append(exit)
 
+    def packager(
+        self, command: list[str], names: list[str], out: Path, *, stall_after: float
+    ) -> Packager:
+        """Return a packager that reports its inits, segments and exit here."""
+        return Packager(
+            command,
+            names,
+            out,
+            on_init=self.init,
+            on_segment=self.segment,
+            on_exit=self.exited,
+            stall_after=stall_after,
+        )
+
 
 async def _feed(packager: Packager, data: bytes, chunk: int = 64 * 1024) -> None:
     for start in range(0, len(data), chunk):
@@ -38,15 +52,7 @@ async def test_passthrough_produces_whole_segments_in_order(tmp_path: Path, flv_
     """Six seconds of 2 s GOPs become an init and ~3 segments of ~2 s, then a clean exit."""
     got = Collector()
     command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = Packager(
-        command,
-        names,
-        tmp_path / "out",
-        on_init=got.init,
-        on_segment=got.segment,
-        on_exit=got.exited,
-        stall_after=20,
-    )
+    packager = got.packager(command, names, tmp_path / "out", stall_after=20)
     await packager.start()
     await _feed(packager, flv_file.read_bytes())
     await packager.finish()
@@ -68,15 +74,7 @@ async def test_abr_ladder_has_aligned_renditions(tmp_path: Path) -> None:
     got = Collector()
     command, names = ladder.abr(FFMPEG, tmp_path / "out", 2.0, source_height=720, has_audio=True)
     assert names == ["source", "480p", "360p"]
-    packager = Packager(
-        command,
-        names,
-        tmp_path / "out",
-        on_init=got.init,
-        on_segment=got.segment,
-        on_exit=got.exited,
-        stall_after=30,
-    )
+    packager = got.packager(command, names, tmp_path / "out", stall_after=30)
     await packager.start()
     await _feed(packager, source.read_bytes())
     await packager.finish()
@@ -101,15 +99,7 @@ async def test_a_crashed_ffmpeg_is_reported_once_with_its_stderr(tmp_path: Path)
     """Garbage input makes ffmpeg exit; the exit is reported once, writes then fail fast."""
     got = Collector()
     command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = Packager(
-        command,
-        names,
-        tmp_path / "out",
-        on_init=got.init,
-        on_segment=got.segment,
-        on_exit=got.exited,
-        stall_after=20,
-    )
+    packager = got.packager(command, names, tmp_path / "out", stall_after=20)
     await packager.start()
     try:
         await packager.write(b"this is not an flv stream" * 100)
@@ -133,15 +123,7 @@ async def test_a_stalled_ffmpeg_is_killed(tmp_path: Path, flv_file: Path) -> Non
     """Input that keeps coming without producing segments gets ffmpeg killed as stalled."""
     got = Collector()
     command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = Packager(
-        command,
-        names,
-        tmp_path / "out",
-        on_init=got.init,
-        on_segment=got.segment,
-        on_exit=got.exited,
-        stall_after=1.0,
-    )
+    packager = got.packager(command, names, tmp_path / "out", stall_after=1.0)
     await packager.start()
     header = flv_file.read_bytes()[:13]  # a valid FLV header, then nothing useful
     await packager.write(header)
