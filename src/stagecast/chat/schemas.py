@@ -12,12 +12,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagecast.chat.filters import MAX_PATTERN, FilterRule
-from stagecast.chat.messages import Message
-from stagecast.chat.moderation import MAX_SLOW_MODE, MAX_TIMEOUT, LogEntry, RestrictionEntry
-from stagecast.chat.review import HeldMessage
+from stagecast.chat.moderation import MAX_SLOW_MODE, MAX_TIMEOUT, RestrictionEntry
+from stagecast.wire import FromRecord
 
 
-class MessageOut(BaseModel):
+class MessageOut(FromRecord):
     """A chat message. ``body`` is raw text: escape it when rendering."""
 
     id: int = Field(description="Per-channel sequence number; resume with last_id")
@@ -26,18 +25,6 @@ class MessageOut(BaseModel):
     sent_at: datetime
     session_id: int | None = Field(description="Live session on air when it was sent")
     media_time: float | None = Field(description="Seconds since that session started")
-
-    @classmethod
-    def of(cls, message: Message) -> MessageOut:
-        """Shape a message for the wire."""
-        return cls(
-            id=message.id,
-            author=message.author,
-            body=message.body,
-            sent_at=message.sent_at,
-            session_id=message.session_id,
-            media_time=message.media_time,
-        )
 
 
 class MessagePage(BaseModel):
@@ -161,7 +148,7 @@ class FilterList(BaseModel):
     items: list[FilterOut]
 
 
-class HeldOut(BaseModel):
+class HeldOut(FromRecord):
     """A message waiting for review."""
 
     id: int
@@ -169,17 +156,6 @@ class HeldOut(BaseModel):
     body: str
     sent_at: datetime
     filter_id: int | None
-
-    @classmethod
-    def of(cls, held: HeldMessage) -> HeldOut:
-        """Shape a held message for the wire."""
-        return cls(
-            id=held.id,
-            author=held.author,
-            body=held.body,
-            sent_at=held.sent_at,
-            filter_id=held.filter_id,
-        )
 
 
 class HeldPage(BaseModel):
@@ -196,7 +172,7 @@ class DecisionOut(BaseModel):
     message: MessageOut | None = None
 
 
-class LogEntryOut(BaseModel):
+class LogEntryOut(FromRecord):
     """One moderation action."""
 
     id: int
@@ -206,19 +182,6 @@ class LogEntryOut(BaseModel):
     message_id: int | None
     detail: str
     created_at: datetime
-
-    @classmethod
-    def of(cls, entry: LogEntry) -> LogEntryOut:
-        """Shape a log line for the wire."""
-        return cls(
-            id=entry.id,
-            action=entry.action,
-            actor=entry.actor,
-            target=entry.target,
-            message_id=entry.message_id,
-            detail=entry.detail,
-            created_at=entry.created_at,
-        )
 
 
 class LogPage(BaseModel):

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stagecast.metrics.history import Sample, SessionSummary
 from stagecast.metrics.webhooks import Webhook
+from stagecast.wire import FromRecord
 
 ViewerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 EventName = Annotated[str, Field(max_length=32)]
@@ -29,23 +29,13 @@ class HeartbeatOut(BaseModel):
     interval: float = Field(description="Seconds until the next heartbeat is due.")
 
 
-class SampleOut(BaseModel):
+class SampleOut(FromRecord):
     """One point of a session's history (every 10 s while live)."""
 
     sampled_at: datetime
     viewers: int
     bitrate_kbps: float | None
     verdict: str
-
-    @classmethod
-    def of(cls, sample: Sample) -> SampleOut:
-        """Build from the domain value."""
-        return cls(
-            sampled_at=sample.sampled_at,
-            viewers=sample.viewers,
-            bitrate_kbps=sample.bitrate_kbps,
-            verdict=sample.verdict,
-        )
 
 
 class SampleList(BaseModel):
@@ -56,7 +46,7 @@ class SampleList(BaseModel):
     next: datetime | None = Field(description="Set when more samples may follow.")
 
 
-class SessionOut(BaseModel):
+class SessionOut(FromRecord):
     """A broadcast of the channel."""
 
     id: int
@@ -65,18 +55,6 @@ class SessionOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
-
-    @classmethod
-    def of(cls, found: SessionSummary) -> SessionOut:
-        """Build from the domain value."""
-        return cls(
-            id=found.id,
-            state=found.state,
-            title=found.title,
-            started_at=found.started_at,
-            ended_at=found.ended_at,
-            end_reason=found.end_reason,
-        )
 
 
 class SessionList(BaseModel):
