@@ -9,6 +9,12 @@ import imageio_ffmpeg
 import pytest
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+# What the tests' encoders send: H.264 with a keyframe every 2 s at 30 fps, and AAC audio.
+H264_2S_GOP = [
+    "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60",
+    "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+]  # fmt: skip
+AAC = ["-c:a", "aac", "-b:a", "96k"]
 
 
 def make_flv(path: Path, *, seconds: int = 6, size: str = "640x360", audio: bool = True) -> Path:
@@ -25,23 +31,7 @@ def make_flv(path: Path, *, seconds: int = 6, size: str = "640x360", audio: bool
     ]
     if audio:
         command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
-    command += [
-        "-t",
-        str(seconds),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-g",
-        "60",
-        "-keyint_min",
-        "60",
-        "-sc_threshold",
-        "0",
-        "-pix_fmt",
-        "yuv420p",
-    ]
-    command += ["-c:a", "aac", "-b:a", "96k"] if audio else []
+    command += ["-t", str(seconds), *H264_2S_GOP, *(AAC if audio else [])]
     command += ["-f", "flv", "-y", str(path)]
     subprocess.run(command, check=True, timeout=60)
     return path

@@ -13,7 +13,7 @@ from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
 from stagecast.ingest.rtmp.server import RtmpServer
 from tests.conftest import RunningServer
-from tests.live.conftest import FFMPEG
+from tests.live.conftest import AAC, FFMPEG, H264_2S_GOP
 
 
 async def make_channel(
@@ -51,24 +51,10 @@ def pattern_args(seconds: float, size: str = "640x360") -> list[str]:
         "sine=frequency=440:sample_rate=48000",
         "-t",
         f"{seconds:g}",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
+        *H264_2S_GOP,
         "-tune",
         "zerolatency",
-        "-g",
-        "60",
-        "-keyint_min",
-        "60",
-        "-sc_threshold",
-        "0",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "96k",
+        *AAC,
     ]
 
 
