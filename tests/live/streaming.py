@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
@@ -60,12 +60,19 @@ def pattern_args(seconds: float, size: str = "640x360") -> list[str]:
 
 @contextlib.asynccontextmanager
 async def publish(
-    server: RunningServer, key: str, seconds: float, *, size: str = "640x360"
+    server: RunningServer,
+    key: str,
+    seconds: float,
+    *,
+    size: str = "640x360",
+    encoder: Sequence[str] = (),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Publish a test pattern over RTMP for ``seconds``; kill ffmpeg on the way out."""
+    """Publish a test pattern over RTMP for ``seconds`` (``encoder``: more output arguments);
+    kill ffmpeg on the way out."""
     port = server.core.get(RtmpServer).port
     process = await asyncio.create_subprocess_exec(
         *pattern_args(seconds, size),
+        *encoder,
         "-f",
         "flv",
         f"rtmp://127.0.0.1:{port}/live/{key}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,10 +18,8 @@ import m3u8
 import pytest
 
 from stagecast.channels import service as channels
-from stagecast.ingest.rtmp.server import RtmpServer
 from stagecast.metrics.webhooks import SIGNATURE_HEADER, verify
-from tests.conftest import RunningServer
-from tests.live.streaming import pattern_args
+from tests.live.streaming import publish
 from tests.metrics.conftest import Message, fullest_settings, person, serve, sse
 from tests.metrics.receiver import receiving
 
@@ -31,32 +29,12 @@ VIEWER = "player-0000000001"
 pytestmark = pytest.mark.ffmpeg
 
 
-@contextlib.asynccontextmanager
-async def publish_cbr(server: RunningServer, key: str, seconds: float) -> AsyncIterator[None]:
-    """Publish a test pattern at a constrained 800 kb/s video + 96 kb/s audio over RTMP."""
-    port = server.core.get(RtmpServer).port
-    process = await asyncio.create_subprocess_exec(
-        *pattern_args(seconds),
-        "-b:v",
-        f"{VIDEO_KBPS}k",
-        "-maxrate",
-        f"{VIDEO_KBPS}k",
-        "-bufsize",
-        f"{VIDEO_KBPS}k",
-        "-f",
-        "flv",
-        f"rtmp://127.0.0.1:{port}/live/{key}",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await process.wait()
+# The publisher's video held to VIDEO_KBPS, so the measured bit rate can be checked against it.
+CBR = [
+    *("-b:v", f"{VIDEO_KBPS}k"),
+    *("-maxrate", f"{VIDEO_KBPS}k"),
+    *("-bufsize", f"{VIDEO_KBPS}k"),
+]
 
 
 def is_state(state: str) -> Callable[[Message], bool]:
@@ -109,7 +87,7 @@ async def test_a_live_show_from_the_studio(tmp_path: Path) -> None:
         public_url = f"/api/v1/channels/{channel.slug}/events"
         async with sse(http, studio_url, owner.headers) as studio, sse(http, public_url) as public:
             await studio.until(is_state("offline"))
-            async with publish_cbr(server, key, 60):
+            async with publish(server, key, 60, encoder=CBR):
                 await studio.until(is_state("live"), timeout=30)
                 # Watch until the stream has run a while; a machine busy with other work may
                 # make a tick see a late segment, so wait for a good one (bounded).
