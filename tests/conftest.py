@@ -8,6 +8,7 @@ Without them the SQLite / in-process variants run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -164,7 +165,7 @@ def unique(prefix: str = "t") -> str:
 
 
 class RunningServer:
-    """A real uvicorn serving the app on 127.0.0.1, for sockets, streams and ingest."""
+    """A real uvicorn serve the app on 127.0.0.1, for sockets, streams and ingest."""
 
     def __init__(self, app: FastAPI, server: Any) -> None:
         self.app = app
@@ -210,13 +211,22 @@ async def stop_server(running: RunningServer, task: asyncio.Task[None]) -> None:
         await task
 
 
-@pytest.fixture
-async def live_server(settings: Settings) -> AsyncIterator[RunningServer]:
-    """The app on a real socket (HTTP on a free port, RTMP on a free port)."""
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Run the app for ``settings`` on real sockets (a PostgreSQL database is emptied first)."""
     if not settings.is_sqlite:
         database = open_database(settings)
         await truncate_all(database)
         await database.dispose()
     running, task = await start_server(settings)
-    yield running
-    await stop_server(running, task)
+    try:
+        yield running
+    finally:
+        await stop_server(running, task)
+
+
+@pytest.fixture
+async def live_server(settings: Settings) -> AsyncIterator[RunningServer]:
+    """The app on a real socket (HTTP on a free port, RTMP on a free port)."""
+    async with serve(settings) as running:
+        yield running

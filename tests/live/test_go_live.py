@@ -24,7 +24,7 @@ from stagecast.config import Settings
 from stagecast.ingest.rtmp.server import RtmpServer
 from stagecast.live.manager import LiveManager
 from tests.auth.test_api import bearer
-from tests.conftest import RunningServer, start_server, stop_server, truncate_all
+from tests.conftest import RunningServer, serve
 from tests.live.streaming import (
     make_channel,
     pattern_args,
@@ -39,15 +39,8 @@ async def server(settings: Settings) -> AsyncIterator[RunningServer]:
     """A running Stagecast with a short reconnect grace window."""
     settings.reconnect_grace_seconds = 4.0
     settings.live_window_segments = 4
-    if not settings.is_sqlite:
-        from stagecast.db import open_database
-
-        database = open_database(settings)
-        await truncate_all(database)
-        await database.dispose()
-    running, task = await start_server(settings)
-    yield running
-    await stop_server(running, task)
+    async with serve(settings) as running:
+        yield running
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from stagecast.auth.service import Account
 from stagecast.channels import service as channels
 from stagecast.channels.service import Channel
 from stagecast.config import Settings
-from stagecast.db import Database, Kind, open_database
+from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.live.models import live_session
 from tests.conftest import (
@@ -28,9 +28,7 @@ from tests.conftest import (
     REDIS_URL,
     RunningServer,
     make_settings,
-    start_server,
-    stop_server,
-    truncate_all,
+    serve,
     unique,
 )
 
@@ -56,20 +54,6 @@ def studio_settings(data_dir: Path, database_url: str | None = None, **extra: An
 def fullest_settings(tmp_path: Path, **extra: Any) -> Settings:
     """Settings on PostgreSQL and Redis when the run has them, else SQLite in-process."""
     return studio_settings(tmp_path / "data", PG_URL, redis_url=REDIS_URL, **extra)
-
-
-@contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
-    """Run the app for ``settings`` on a real socket (on an emptied database)."""
-    if not settings.is_sqlite:
-        database = open_database(settings)
-        await truncate_all(database)
-        await database.dispose()
-    running, task = await start_server(settings)
-    try:
-        yield running
-    finally:
-        await stop_server(running, task)
 
 
 @pytest.fixture(params=BUSES)
