@@ -108,15 +108,92 @@ def test_bad_bounds_are_refused() -> None:
 async def test_a_load_in_flight_does_not_store_after_invalidate() -> None:
     """Invalidating during a load keeps the (possibly stale) result out of the cache."""
     cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+    started = asyncio.Event()
     release = asyncio.Event()
 
     async def slow() -> int:
+        started.set()
         await release.wait()
         return 1
 
     waiter = asyncio.create_task(cache.get("k", slow))
-    await asyncio.sleep(0)
+    await started.wait()
     cache.invalidate("k")
     release.set()
     assert await waiter == 1  # the caller still gets what it asked for
     assert cache.peek("k") is None  # but nothing stale is kept
+
+
+async def test_a_cached_none_is_a_hit() -> None:
+    """A key whose value is None is served from the cache within the ttl, not loaded again."""
+    clock = Clock()
+    cache: TtlCache[str, int | None] = TtlCache(max_entries=10, ttl=5, clock=clock)
+    loads = 0
+
+    async def load() -> int | None:
+        nonlocal loads
+        loads += 1
+        return None
+
+    assert await cache.get("unknown", load) is None
+    clock.now = 4.9
+    assert await cache.get("unknown", load) is None
+    assert (loads, cache.hits, cache.misses) == (1, 1, 1)
+    clock.now = 5.0
+    assert await cache.get("unknown", load) is None
+    assert loads == 2  # expired: loaded again
+
+
+async def _detached_by(forget: str) -> tuple[list[int], int | None]:
+    """Start a load of "k", forget the key mid-load, get it again; return results and entry."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        started.set()
+        await release.wait()
+        return loads
+
+    first = asyncio.create_task(cache.get("k", load))
+    await started.wait()
+    if forget == "invalidate":
+        cache.invalidate("k")
+    else:
+        cache.clear()
+    second = asyncio.create_task(cache.get("k", load))
+    release.set()
+    return list(await asyncio.gather(first, second)), cache.peek("k")
+
+
+@pytest.mark.parametrize("forget", ["invalidate", "clear"])
+async def test_a_get_after_invalidate_does_not_join_the_load_in_flight(forget: str) -> None:
+    """After invalidate or clear, a get runs its own load and only that one is stored."""
+    results, stored = await _detached_by(forget)
+    assert results == [1, 2]  # the old load's value reaches only its own caller
+    assert stored == 2
+
+
+async def test_a_fresh_get_skips_the_stored_value_but_shares_the_load_in_flight() -> None:
+    """``fresh=True`` reloads a stored key; concurrent fresh gets run the loader once."""
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
+    cache.put("k", 0)
+    started = asyncio.Event()
+    release = asyncio.Event()
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        started.set()
+        await release.wait()
+        return 5
+
+    waiters = [asyncio.create_task(cache.get("k", load, fresh=True)) for _ in range(10)]
+    await started.wait()  # the load task runs after every waiter has asked
+    release.set()
+    assert await asyncio.gather(*waiters) == [5] * 10
+    assert (loads, cache.peek("k")) == (1, 5)

@@ -61,9 +61,9 @@ class Metrics:
         Concurrent misses share one query (a hundred feeds resynchronising after a bus gap
         read the database once).
         """
-        if fresh:
-            self.lookups.invalidate(slug)
-        return await self.lookups.get(slug, lambda: live_service.channel_live(self.core.db, slug))
+        return await self.lookups.get(
+            slug, lambda: live_service.channel_live(self.core.db, slug), fresh=fresh
+        )
 
 
 def _presence(core: Core) -> Presence:
