@@ -1,7 +1,8 @@
 """The Redis bus: one pub/sub connection per process, one Redis channel per topic in use.
 
 A single listener task owns the reads. When the connection drops, every subscriber gets a
-``Gap``, the task reconnects with capped backoff (no busy loop) and resubscribes every topic.
+``Gap``, the task reconnects with capped backoff and full jitter (``stagecast.backoff``: up to
+0.1 s, doubling to 5 s; no busy loop) and resubscribes every topic.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from stagecast.backoff import Backoff
 from stagecast.bus.base import BusUnavailable, Payload, Subscription, decode, encode
 
 log = logging.getLogger(__name__)
@@ -118,7 +120,7 @@ class RedisBus:
                 await self._pubsub.unsubscribe(self._prefix + topic)
 
     async def _listen(self) -> None:
-        backoff = _BACKOFF_FIRST
+        backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP)
         while True:
             if not self._topics or not (self._resubscribe or self._pubsub.subscribed):
                 # Nothing to read yet: subscribe() wakes us once its SUBSCRIBE is on the wire.
@@ -133,14 +135,13 @@ class RedisBus:
                 if not self._healthy:
                     log.info("redis bus reconnected")
                 self._healthy = True
-                backoff = _BACKOFF_FIRST
+                backoff.reset()
                 if message is not None:
                     self._dispatch(message)
             except (RedisError, OSError, RuntimeError) as exc:
-                await self._lost(exc, backoff)
-                backoff = min(backoff * 2, _BACKOFF_CAP)
+                await self._lost(exc, backoff.next_delay())
 
-    async def _lost(self, exc: BaseException, backoff: float) -> None:
+    async def _lost(self, exc: BaseException, delay: float) -> None:
         if self._healthy:
             log.warning("redis bus connection lost: %s: %s", type(exc).__name__, exc)
         self._healthy = False
@@ -152,7 +153,7 @@ class RedisBus:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         self._pubsub = self._client.pubsub()
         self._resubscribe = True
-        await asyncio.sleep(backoff)
+        await asyncio.sleep(delay)
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")

@@ -1,7 +1,8 @@
 """Which database errors are transient, and how long to wait before trying again.
 
 Errors are classified by SQLSTATE (PostgreSQL), by SQLite's result code and by driver
-exception class, never by message text. The backoff is capped exponential with full jitter.
+exception class, never by message text. The backoff is the one rule of ``stagecast.backoff``:
+capped exponential with full jitter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 import asyncpg
+
+from stagecast import backoff
 
 
 class Kind(StrEnum):
@@ -105,12 +108,14 @@ def classify(exc: BaseException) -> Failure:
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential backoff with full jitter (seconds)."""
+    """The database layer's backoff bounds (seconds): ``base`` is the first ceiling.
+
+    Shared by concurrent calls, so it holds no state: ``Database.run`` counts the attempts.
+    """
 
     base: float = 0.05
     cap: float = 1.0
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Return the sleep before retry number ``retry`` (1 for the first retry)."""
-        ceiling = min(self.cap, self.base * (2 ** max(retry - 1, 0)))
-        return (rng or random).uniform(0.0, ceiling)
+        return backoff.delay(retry, self.base, self.cap, rng)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from stagecast.backoff import Backoff
 from stagecast.bus import Bus, BusUnavailable
 from stagecast.cache import TtlCache
 from stagecast.db.schema import utcnow
@@ -29,6 +30,8 @@ from stagecast.metrics.viewers import Viewers
 
 log = logging.getLogger(__name__)
 
+# A dead bus is left alone 1 s, then a jittered [1, 2^n] s up to 30 s. The 1 s floor is the
+# tick: a failed publish costs a tick its timeout, and no tick should pay it twice in a row.
 _BACKOFF_FIRST, _BACKOFF_CAP = 1.0, 30.0
 _ENDED_KEEP = 600.0  # seconds a final snapshot stays available to feeds that connect late
 _ENDED_ENTRIES = 10_000
@@ -74,8 +77,7 @@ class Publisher:
         self._next_sample = 0.0
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._bus_retry_at = 0.0
-        self._bus_backoff = _BACKOFF_FIRST
+        self._bus_backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP, floor=_BACKOFF_FIRST)
         self.ticks = 0
         self.tick_seconds = 0.0  # the last tick's duration
         self.publish_failures = 0
@@ -111,7 +113,7 @@ class Publisher:
     # -- after the snapshots ----------------------------------------------------------------
 
     async def _publish(self, snapshots: list[dict[str, Any]]) -> None:
-        if not snapshots or time.monotonic() < self._bus_retry_at:
+        if not snapshots or not self._bus_backoff.ready():
             return
         try:
             # All at once: on Redis one pipelined round trip, not one per stream.
@@ -119,10 +121,9 @@ class Publisher:
         except BusUnavailable:
             # Back off: no tick may wait on a dead bus.
             self.publish_failures += 1
-            self._bus_retry_at = time.monotonic() + self._bus_backoff
-            self._bus_backoff = min(self._bus_backoff * 2, _BACKOFF_CAP)
+            self._bus_backoff.fail()
             return
-        self._bus_backoff = _BACKOFF_FIRST
+        self._bus_backoff.reset()
 
     async def _retire(self, held: Sequence[Held]) -> None:
         """Keep the final snapshot of sessions no longer held, then forget their state."""

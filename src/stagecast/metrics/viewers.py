@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stagecast.backoff import Backoff
 from stagecast.errors import ServiceUnavailable
 from stagecast.live.hooks import ViewEvent
 from stagecast.metrics.hyperloglog import HyperLogLog
@@ -240,7 +241,9 @@ class Viewers:
     """Buffer sightings without I/O; write and count them once per tick.
 
     While the store is unavailable, ``counts`` returns the last known counts and the store is
-    not asked again before a backoff (1 s doubling to 30 s) has passed: no busy loop.
+    not asked again before a backoff has passed (``stagecast.backoff``: 1 s, then jittered
+    between 1 s and a ceiling doubling to 30 s): no busy loop. The 1 s floor is one tick: a
+    failed store call costs its tick the timeout, and the next tick should not pay it again.
     """
 
     def __init__(
@@ -259,8 +262,7 @@ class Viewers:
         self.last: dict[int, ViewerCounts] = {}
         self.dropped = 0  # sightings refused because the buffer was full
         self.failures = 0  # store calls that failed
-        self._retry_at = 0.0
-        self._backoff = _BACKOFF_FIRST
+        self._backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP, floor=_BACKOFF_FIRST)
 
     def seen(self, session_id: int, viewer_id: str) -> None:
         """Note that ``viewer_id`` watches ``session_id`` now (no I/O)."""
@@ -275,19 +277,17 @@ class Viewers:
         self.seen(event.session_id, event.viewer_id)
 
     def _available(self) -> bool:
-        return time.monotonic() >= self._retry_at
+        return self._backoff.ready()
 
     def _failed(self, exc: PresenceUnavailable) -> None:
         self.failures += 1
-        if self._backoff == _BACKOFF_FIRST:
+        if not self._backoff.failing:
             log.warning("viewer presence unavailable: %s", exc.__cause__ or exc)
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, _BACKOFF_CAP)
+        self._backoff.fail()
 
     def _recovered(self) -> None:
-        if self._backoff != _BACKOFF_FIRST:
+        if self._backoff.reset():
             log.info("viewer presence available again")
-        self._backoff = _BACKOFF_FIRST
 
     async def flush(self) -> None:
         """Write the buffered sightings (dropped if the store is down: viewers send again)."""
