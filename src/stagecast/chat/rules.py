@@ -8,17 +8,13 @@ an invalidation is not stored, so a stale read cannot outlive the change that ma
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast.cache import TtlCache
 from stagecast.chat.errors import Banned, TimedOut
 from stagecast.chat.filters import FilterRule, FilterSet
 from stagecast.chat.models import chat_channel, chat_filter, chat_restriction
@@ -27,9 +23,6 @@ from stagecast.db.schema import utcnow
 from stagecast.errors import StagecastError
 
 TOPIC = "chat.moderation"
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -63,35 +56,6 @@ class Restriction:
         return TimedOut("you are timed out in this chat", retry_after=remaining)
 
 
-class _Cache(Generic[K, V]):
-    """Entries with an age limit and a size limit (least recently used evicted)."""
-
-    def __init__(self, max_entries: int, ttl: float) -> None:
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
-        self._max = max_entries
-        self._ttl = ttl
-
-    def get(self, key: K) -> tuple[bool, V | None]:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] <= time.monotonic():
-            return False, None
-        self._entries.move_to_end(key)
-        return True, entry[1]
-
-    def put(self, key: K, value: V) -> None:
-        self._entries[key] = (time.monotonic() + self._ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-
-    def drop(self, match: Callable[[K], bool]) -> None:
-        for key in [k for k in self._entries if match(k)]:
-            del self._entries[key]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 class Rules:
     """Cached reads of channel rules and restrictions, dropped on announcement."""
 
@@ -99,73 +63,35 @@ class Rules:
         self, db: Database, *, ttl: float = 30.0, max_channels: int = 2000, max_users: int = 50_000
     ) -> None:
         self._db = db
-        self._channels: _Cache[int, ChannelRules] = _Cache(max_channels, ttl)
-        self._restrictions: _Cache[tuple[int, int], Restriction | None] = _Cache(max_users, ttl)
-        self._generation = 0
-        self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
-        self.loads = 0
+        # Concurrent misses share one read (a thousand sockets joining at once: one query).
+        self._channels: TtlCache[int, ChannelRules] = TtlCache(max_entries=max_channels, ttl=ttl)
+        self._restrictions: TtlCache[tuple[int, int], Restriction | None] = TtlCache(
+            max_entries=max_users, ttl=ttl
+        )
 
     async def channel(self, channel_id: int) -> ChannelRules:
         """Return the rules of ``channel_id`` (defaults if it never changed any)."""
-        found, value = self._channels.get(channel_id)
-        if found and value is not None:
-            return value
-        return await self._load(
-            ("rules", channel_id),
-            lambda: _read_rules(self._db, channel_id),
-            lambda rules: self._channels.put(channel_id, rules),
-        )
+        return await self._channels.get(channel_id, lambda: _read_rules(self._db, channel_id))
 
     async def restriction(self, channel_id: int, account_id: int) -> Restriction | None:
         """Return the ban or live timeout of ``account_id`` in the channel, if any."""
-        key = (channel_id, account_id)
-        found, value = self._restrictions.get(key)
-        if not found:
-            value = await self._load(
-                ("restriction", key),
-                lambda: _read_restriction(self._db, channel_id, account_id),
-                lambda r: self._restrictions.put(key, r),
-            )
+        value = await self._restrictions.get(
+            (channel_id, account_id),
+            lambda: _read_restriction(self._db, channel_id, account_id),
+        )
         if value is not None and value.error() is None:
             return None
         return value
 
-    async def _load(
-        self, key: Hashable, read: Callable[[], Awaitable[V]], store: Callable[[V], None]
-    ) -> V:
-        """Read once for every concurrent caller (a thousand sockets joining at once share
-        one query); store the value unless an invalidation happened meanwhile."""
-        task = self._inflight.get(key)
-        if task is None:
-            generation = self._generation
-
-            async def load() -> Any:
-                value = await read()
-                self.loads += 1
-                if generation == self._generation:
-                    store(value)
-                return value
-
-            task = asyncio.ensure_future(load())
-            self._inflight[key] = task
-            task.add_done_callback(
-                lambda done: self._inflight.pop(key) if self._inflight.get(key) is done else None
-            )
-        return cast(V, await asyncio.shield(task))
-
     def invalidate(self, channel_id: int, account_id: int | None = None) -> None:
         """Forget the channel's rules, or one account's restriction in it."""
-        self._generation += 1
-        self._inflight.clear()  # a read in flight may predate the change: do not share it
         if account_id is None:
-            self._channels.drop(lambda key: key == channel_id)
+            self._channels.invalidate(channel_id)
         else:
-            self._restrictions.drop(lambda key: key == (channel_id, account_id))
+            self._restrictions.invalidate((channel_id, account_id))
 
     def clear(self) -> None:
         """Forget everything (an announcement may have been lost)."""
-        self._generation += 1
-        self._inflight.clear()
         self._channels.clear()
         self._restrictions.clear()
 
