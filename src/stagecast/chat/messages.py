@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +21,7 @@ from stagecast.auth.models import account
 from stagecast.chat.models import chat_channel, chat_message
 from stagecast.db import Database, Kind
 from stagecast.db.schema import Record, utcnow
+from stagecast.db.upsert import insert_or_update
 from stagecast.errors import Unprocessable
 
 NONCE_MAX = 64
@@ -131,19 +131,21 @@ class Draft:
     sent_at: datetime = field(default_factory=utcnow)
 
 
-def next_seq_statement(dialect: str, channel_id: int, count: int = 1) -> Any:
+def next_seq_statement(conn: AsyncConnection, channel_id: int, count: int = 1) -> Any:
     """Return the upsert that takes the channel's next ``count`` ids (creating its row) and
     returns the last of them."""
-    maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = maker(chat_channel).values(
-        channel_id=channel_id,
-        last_seq=count,
-        slow_mode_seconds=0,
-        anonymous_read=True,
-        updated_at=utcnow(),
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[chat_channel.c.channel_id],
+    row = {
+        "channel_id": channel_id,
+        "last_seq": count,
+        "slow_mode_seconds": 0,
+        "anonymous_read": True,
+        "updated_at": utcnow(),
+    }
+    return insert_or_update(
+        conn,
+        chat_channel,
+        row,
+        on="pk_chat_channel",
         set_={"last_seq": chat_channel.c.last_seq + count},
     ).returning(chat_channel.c.last_seq)
 
@@ -153,7 +155,7 @@ async def insert_messages(
 ) -> list[Message]:
     """Take the channel's next ids and insert ``drafts`` in order, inside the caller's
     transaction: two statements whatever the number of drafts."""
-    statement = next_seq_statement(conn.dialect.name, channel_id, len(drafts))
+    statement = next_seq_statement(conn, channel_id, len(drafts))
     last = int((await conn.execute(statement)).scalar_one())
     stored = [
         Message(

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -33,6 +32,7 @@ from stagecast.chat.rules import ChannelRules, load_filters
 from stagecast.chat.runtime import Chat
 from stagecast.db import Kind
 from stagecast.db.schema import utcnow
+from stagecast.db.upsert import insert_or_update
 from stagecast.errors import Conflict, NotFound
 
 MAX_TIMEOUT = 14 * 24 * 3600  # seconds
@@ -273,12 +273,10 @@ async def update_settings(
         changes["anonymous_read"] = anonymous_read
 
     async def unit(conn: AsyncConnection) -> None:
-        maker = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        values = {"slow_mode_seconds": 0, "anonymous_read": True, **changes}
+        defaults = {"channel_id": channel_id, "last_seq": 0, "slow_mode_seconds": 0}
+        row = {**defaults, "anonymous_read": True, **changes}
         await conn.execute(
-            maker(chat_channel)
-            .values(channel_id=channel_id, last_seq=0, **values)
-            .on_conflict_do_update(index_elements=[chat_channel.c.channel_id], set_=changes)
+            insert_or_update(conn, chat_channel, row, on="pk_chat_channel", set_=changes)
         )
         detail = ", ".join(f"{k}={v}" for k, v in changes.items() if k != "updated_at")
         await record(conn, channel_id, actor.id, "settings", detail=detail)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -18,11 +16,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Insert
 
 from stagecast.db.schema import IdType, UTCDateTime, metadata
+from stagecast.db.upsert import insert_or_ignore
 
 WEBHOOK_EVENTS = ("stream.started", "stream.ended", "vod.ready")
 DELIVERY_STATES = ("pending", "delivering", "delivered", "failed")
@@ -101,11 +97,5 @@ webhook_attempt = Table(
     UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempt_delivery_id_attempt"),
 )
 
-
-def insert_ignoring_duplicates(
-    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
-) -> Insert:
-    """Build an INSERT of ``rows`` that skips rows whose unique key exists (both dialects)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).values(rows).on_conflict_do_nothing()
-    return sqlite.insert(table).values(rows).on_conflict_do_nothing()
+# The old name, kept until metrics/history.py calls ``stagecast.db.upsert.insert_or_ignore``.
+insert_ignoring_duplicates = insert_or_ignore

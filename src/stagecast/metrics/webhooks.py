@@ -32,14 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stagecast.channels.models import channel
 from stagecast.db import Database, Kind
 from stagecast.db.schema import Record, utcnow
+from stagecast.db.upsert import insert_or_ignore
 from stagecast.errors import Conflict, NotFound, Unprocessable
 from stagecast.live.hooks import EndedSession
-from stagecast.metrics.models import (
-    WEBHOOK_EVENTS,
-    insert_ignoring_duplicates,
-    webhook,
-    webhook_delivery,
-)
+from stagecast.metrics.models import WEBHOOK_EVENTS, webhook, webhook_delivery
 
 SIGNATURE_HEADER = "Stagecast-Signature"
 EVENT_HEADER = "Stagecast-Event"
@@ -342,7 +338,10 @@ async def enqueue_in(conn: AsyncConnection, event: Event) -> int:
         }
         for r in targets
     ]
-    result = await conn.execute(insert_ignoring_duplicates(conn, webhook_delivery, values))
+    once = insert_or_ignore(
+        conn, webhook_delivery, values, on="uq_webhook_delivery_webhook_id_event_key"
+    )
+    result = await conn.execute(once)
     return max(int(result.rowcount), 0)
 
 

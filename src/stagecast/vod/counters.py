@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast.db.upsert import insert_or_update
 from stagecast.vod.models import STATUSES, vod_counter
-from stagecast.vod.upsert import insert_for
 
 Key = tuple[str, int, str]
 
@@ -46,12 +46,12 @@ async def move(
         deltas.update(_keys(owner_id, channel_id, new))
     for (scope, scope_id, status), delta in sorted(deltas.items()):
         if delta > 0:
-            stmt = insert_for(conn, vod_counter).values(
-                scope=scope, scope_id=scope_id, status=status, count=delta
-            )
             await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["scope", "scope_id", "status"],
+                insert_or_update(
+                    conn,
+                    vod_counter,
+                    {"scope": scope, "scope_id": scope_id, "status": status, "count": delta},
+                    on="pk_vod_counter",
                     set_={"count": vod_counter.c.count + delta},
                 )
             )

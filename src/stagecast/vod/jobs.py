@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stagecast.channels.models import channel
 from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
+from stagecast.db.upsert import insert_or_ignore
 from stagecast.live.hooks import EndedSession
 from stagecast.live.models import live_session, segment
 from stagecast.vod import counters
 from stagecast.vod.models import vod, vod_job
-from stagecast.vod.upsert import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +69,16 @@ def default_title(ended: EndedSession) -> str:
 async def enqueue(conn: AsyncConnection, vod_id: int, kind: str, *, due_at: datetime) -> None:
     """Create the ``kind`` job of ``vod_id`` unless it exists (in the caller's transaction)."""
     now = utcnow()
-    stmt = insert_for(conn, vod_job).values(
-        vod_id=vod_id,
-        kind=kind,
-        state="pending",
-        attempts=0,
-        due_at=due_at,
-        created_at=now,
-        updated_at=now,
-    )
-    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["vod_id", "kind"]))
+    row = {
+        "vod_id": vod_id,
+        "kind": kind,
+        "state": "pending",
+        "attempts": 0,
+        "due_at": due_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await conn.execute(insert_or_ignore(conn, vod_job, row, on="uq_vod_job_vod_id_kind"))
 
 
 async def create_for_session(conn: AsyncConnection, ended: EndedSession) -> int | None:
@@ -96,21 +96,21 @@ async def create_for_session(conn: AsyncConnection, ended: EndedSession) -> int 
         await conn.execute(select(channel.c.owner_id).where(channel.c.id == ended.channel_id))
     ).scalar_one()
     now = utcnow()
-    stmt = insert_for(conn, vod).values(
-        session_id=ended.session_id,
-        channel_id=ended.channel_id,
-        owner_id=owner_id,
-        title=default_title(ended),
-        description="",
-        visibility="inherit",
-        status="processing",
-        started_at=ended.started_at,
-        ended_at=ended.ended_at,
-        created_at=now,
-        updated_at=now,
-    )
+    row = {
+        "session_id": ended.session_id,
+        "channel_id": ended.channel_id,
+        "owner_id": owner_id,
+        "title": default_title(ended),
+        "description": "",
+        "visibility": "inherit",
+        "status": "processing",
+        "started_at": ended.started_at,
+        "ended_at": ended.ended_at,
+        "created_at": now,
+        "updated_at": now,
+    }
     inserted = await conn.execute(
-        stmt.on_conflict_do_nothing(index_elements=["session_id"]).returning(vod.c.id)
+        insert_or_ignore(conn, vod, row, on="uq_vod_session_id").returning(vod.c.id)
     )
     vod_id = inserted.scalar_one_or_none()
     if vod_id is None:
