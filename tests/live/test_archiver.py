@@ -58,7 +58,7 @@ async def test_a_locked_database_delays_the_rows_not_the_playlist(
     created, _ = await channels.create_channel(db, owner, "edge")
     row = await service.open_session(
         db, channel_id=created.id, title="t", profile="passthrough", key_version=1,
-        node="n", local_busy=False,
+        node="n",
     )  # fmt: skip
     deps = LiveDeps(db, LocalStorage(tmp_path / "media"), SessionHooks(), MemoryBus(), 6, 2.0)
     session = LiveSession(deps, row, slug="edge", dvr_seconds=0, epoch=0, next_sequences={})

@@ -25,7 +25,7 @@ async def _channel(db: Database, slug: str = "show") -> int:
 
 
 async def _open(
-    db: Database, channel_id: int, node: str = "n1", busy: bool = False
+    db: Database, channel_id: int, node: str = "n1"
 ) -> service.SessionRow:
     return await service.open_session(
         db,
@@ -34,7 +34,6 @@ async def _open(
         profile="passthrough",
         key_version=1,
         node=node,
-        local_busy=busy,
     )
 
 

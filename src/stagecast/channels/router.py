@@ -90,9 +90,7 @@ async def rotate_key(
     """Replace the stream key; a publisher using the old key is disconnected."""
     await service.managed_channel(core.db, account, slug)
     rotated, key = await service.rotate_key(core.db, slug)
-    await core.bus.publish(
-        service.KEY_ROTATED_TOPIC, {"channel_id": rotated.id, "key_version": rotated.key_version}
-    )
+    await service.announce_rotation(core.bus, rotated)
     url = rtmp_url(core, request)
     return ChannelWithKeyOut(channel=ChannelOut.of(rotated, url), stream_key=key, rtmp_url=url)
 

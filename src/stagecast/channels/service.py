@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,11 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stagecast.auth.credentials import new_credential, parse_credential, secret_matches
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
+from stagecast.bus import Bus
 from stagecast.channels.models import PROFILES, VISIBILITIES, channel, channel_moderator
 from stagecast.channels.policy import Access, Action, Grant, require
 from stagecast.db import Database, Kind
 from stagecast.db.schema import Record, utcnow
-from stagecast.errors import Conflict, Forbidden, NotFound, Unprocessable
+from stagecast.errors import Conflict, Forbidden, NotFound, StagecastError, Unprocessable
+
+log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38}[a-z0-9])$")
 RESERVED_SLUGS = frozenset(
@@ -37,6 +41,23 @@ RESERVED_SLUGS = frozenset(
     }
 )
 KEY_ROTATED_TOPIC = "channel.key_rotated"
+
+
+@dataclass(frozen=True)
+class KeyRotated:
+    """On ``KEY_ROTATED_TOPIC`` after a rotation commits: publishers holding an older key stop."""
+
+    channel_id: int
+    key_version: int
+
+    def message(self) -> dict[str, int]:
+        """Return the bus payload."""
+        return {"channel_id": self.channel_id, "key_version": self.key_version}
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> KeyRotated:
+        """Read a bus payload. Raises ValueError (or KeyError) if it is not one."""
+        return cls(int(payload["channel_id"]), int(payload["key_version"]))
 
 
 @dataclass(frozen=True)
@@ -275,8 +296,10 @@ async def update_channel(
 async def rotate_key(db: Database, slug: str) -> tuple[Channel, str]:
     """Give ``slug`` a new stream key; the old one stops working at once. Return the new key.
 
-    The caller authorizes first (``managed_channel``) and announces the rotation on the bus,
-    so a live publisher holding the old key is cut off.
+    The caller authorizes first (``managed_channel``) and then calls ``announce_rotation``, so
+    a live publisher holding the old key is cut off at once; every node also compares the key
+    versions of its publishers with the database periodically, so the cut-off happens even if
+    the announcement is lost.
     """
     key = new_credential()
 
@@ -330,16 +353,34 @@ async def verify_stream_key(db: Database, key: str) -> KeyMatch | None:
     )
 
 
-async def current_key_version(db: Database, channel_id: int) -> int | None:
-    """Return the channel's key version (a publisher with an older one must stop)."""
+async def announce_rotation(bus: Bus, rotated: Channel) -> bool:
+    """Tell every node that ``rotated`` has a new key; False if the bus could not take it.
 
-    async def unit(conn: AsyncConnection) -> int | None:
-        value = (
-            await conn.execute(select(channel.c.key_version).where(channel.c.id == channel_id))
-        ).scalar_one_or_none()
-        return int(value) if value is not None else None
+    Never raises: the rotation has committed, and the client must get its new key. A lost
+    announcement only delays the cut-off until each node's next key check (``key_versions``).
+    """
+    try:
+        await bus.publish(KEY_ROTATED_TOPIC, KeyRotated(rotated.id, rotated.key_version).message())
+    except StagecastError as exc:
+        log.warning(
+            "key of %s rotated, but not announced (%s): publishers are cut off at the next check",
+            rotated.slug,
+            exc.code,
+        )
+        return False
+    return True
 
-    return await db.run(unit, kind=Kind.READ, name="current_key_version")
+
+async def key_versions(db: Database, channel_ids: list[int]) -> dict[int, int]:
+    """Return the current key version of each of ``channel_ids`` (missing: channel deleted)."""
+
+    async def unit(conn: AsyncConnection) -> dict[int, int]:
+        rows = await conn.execute(
+            select(channel.c.id, channel.c.key_version).where(channel.c.id.in_(channel_ids))
+        )
+        return {int(r.id): int(r.key_version) for r in rows}
+
+    return await db.run(unit, kind=Kind.READ, name="key_versions")
 
 
 @dataclass(frozen=True)

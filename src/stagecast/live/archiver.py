@@ -1,9 +1,10 @@
-"""Archive a live session off its critical path: segment rows, playlist files, rendition rows.
+"""Archive a live session off its critical path: init and segment rows, playlists, renditions.
 
-The live edge only waits for the segment's file (written once, before anything lists it). The
+The live edge only waits for the media file (written once, before anything lists it). The
 session's rows and the playlist copies other processes serve are written by one task per
-session, in order, retried with backoff while the database is unavailable: a PostgreSQL
-restart neither stalls the stream nor loses a segment from the recording.
+session, in order (an epoch's init row before its segments' rows), retried with backoff while
+the database is unavailable: a PostgreSQL restart or a locked table, at go-live or mid-stream,
+neither stalls the stream nor loses anything from the recording.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.live import service
-from stagecast.live.service import SegmentRecord
+from stagecast.live.service import InitRecord, SegmentRecord
 from stagecast.live.storage import SegmentStorage
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ _RECORDS_LIMIT = 20_000  # ~11 hours of one 2 s rendition waiting for the databa
 
 Stored = Callable[[SegmentRecord, bool], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
+# A queued row: an epoch's init, or a segment (with whether it refreshes the session's liveness).
+_Row = tuple[InitRecord, None] | tuple[SegmentRecord, bool]
 
 
 class Archiver:
@@ -38,7 +41,7 @@ class Archiver:
         self._db = db
         self._storage = storage
         self._on_stored = on_stored
-        self._records: deque[tuple[SegmentRecord, bool]] = deque()
+        self._records: deque[_Row] = deque()
         self._files: dict[str, Callable[[], str | None]] = {}
         self._jobs: dict[str, Job] = {}
         self._wake = asyncio.Event()
@@ -49,16 +52,31 @@ class Archiver:
 
     @property
     def pending(self) -> int:
-        """Return how many segment rows wait to be written."""
+        """Return how many rows (segments and inits) wait to be written."""
         return len(self._records)
 
     def record(self, record: SegmentRecord, *, touch: bool) -> None:
-        """Queue a segment row (``touch`` also refreshes the session's liveness)."""
+        """Queue a segment row (``touch`` also refreshes the session's liveness).
+
+        Past the queue's limit the oldest segment row is given up (counted in ``dropped``);
+        init rows are never given up, since every segment row of their epoch needs them.
+        """
         if len(self._records) >= _RECORDS_LIMIT:
-            self._records.popleft()
-            self.dropped += 1
+            self._drop_oldest_segment()
         self._records.append((record, touch))
         self._kick()
+
+    def record_init(self, record: InitRecord) -> None:
+        """Queue an epoch's init row; it is written before the segment rows queued after it."""
+        self._records.append((record, None))
+        self._kick()
+
+    def _drop_oldest_segment(self) -> None:
+        for index, (row, _) in enumerate(self._records):
+            if isinstance(row, SegmentRecord):
+                del self._records[index]
+                self.dropped += 1
+                return
 
     def write_file(self, path: str, render: Callable[[], str | None]) -> None:
         """Write ``render()`` to ``path`` soon; a later call for the same path replaces it."""
@@ -105,26 +123,28 @@ class Archiver:
     async def _write_records(self) -> None:
         backoff = _BACKOFF_FIRST
         while self._records:
-            record, touch = self._records[0]
+            row, touch = self._records[0]
             started = time.monotonic()
             try:
-                stored = await service.record_segment(
-                    self._db, record, touch=touch, deadline=_RECORD_DEADLINE
-                )
+                stored = await self._write_row(row, touch)
             except StagecastError as exc:
-                log.warning(
-                    "session %s: segment %s/%d not archived yet (%s); retrying",
-                    record.session_id,
-                    record.rendition,
-                    record.sequence,
-                    exc.code,
-                )
+                log.warning("session %s: %s not archived yet (%s); retrying", row.session_id,
+                            _describe(row), exc.code)  # fmt: skip
                 await asyncio.sleep(max(0.0, backoff - (time.monotonic() - started)))
                 backoff = min(backoff * 2, _BACKOFF_CAP)
                 continue
             backoff = _BACKOFF_FIRST
             self._records.popleft()
-            await self._on_stored(record, stored)
+            if isinstance(row, SegmentRecord):
+                await self._on_stored(row, stored)
+
+    async def _write_row(self, row: InitRecord | SegmentRecord, touch: bool | None) -> bool:
+        if isinstance(row, InitRecord):
+            await service.record_init(self._db, row, deadline=_RECORD_DEADLINE)
+            return True
+        return await service.record_segment(
+            self._db, row, touch=bool(touch), deadline=_RECORD_DEADLINE
+        )
 
     async def _write_files(self) -> None:
         while self._files:
@@ -145,3 +165,9 @@ class Archiver:
                 await job()
             except StagecastError as exc:  # informational rows: the next job catches up
                 log.warning("archiver job %s skipped: %s", key, exc.code)
+
+
+def _describe(row: InitRecord | SegmentRecord) -> str:
+    if isinstance(row, InitRecord):
+        return f"init {row.rendition}/epoch {row.epoch}"
+    return f"segment {row.rendition}/{row.sequence}"

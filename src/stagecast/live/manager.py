@@ -2,9 +2,14 @@
 
 ``acquire`` gives a publisher its session (new, or the same one on a reconnect within the
 grace window); ``release`` starts the grace window; ``end`` ends a session for good. A sweep
-ends sessions whose grace ran out, including those of processes that died, and start-up puts
-this node's orphaned sessions back into ``reconnecting`` so an encoder that retries continues
-the same session.
+ends sessions whose grace ran out, including those of processes that died, cuts off publishers
+whose stream key was rotated (also when the rotation's announcement was lost), and start-up
+puts this node's orphaned sessions back into ``reconnecting`` so an encoder that retries
+continues the same session.
+
+The transitions of one channel (acquire, release) are serialised by that channel's lock, which
+is held across that channel's database transition only: a slow channel never holds up another,
+and no lock is held while a session's files or rows are written.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from stagecast.bus import Bus, Gap, Subscription
-from stagecast.channels.service import KEY_ROTATED_TOPIC, KeyMatch
+from stagecast.channels import service as channels
+from stagecast.channels.service import KEY_ROTATED_TOPIC, KeyMatch, KeyRotated
 from stagecast.config import Settings
 from stagecast.db import Database
 from stagecast.errors import StagecastError
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Kick = Callable[[str], Awaitable[None]]
 _SWEEP_EVERY = 5.0
+_BACKOFF_FIRST, _BACKOFF_CAP = 0.5, 5.0
 
 
 @dataclass
@@ -68,8 +75,17 @@ class LiveManager:
             db, storage, hooks, bus, settings.live_window_segments, settings.segment_seconds
         )
         self._held: dict[int, _Held] = {}  # by channel id
+        self._locks: dict[int, asyncio.Lock] = {}  # by channel id, while it has a session here
         self._tasks: list[asyncio.Task[None]] = []
-        self._lock = asyncio.Lock()
+
+    def _lock(self, channel_id: int) -> asyncio.Lock:
+        """Return the lock that orders ``channel_id``'s transitions (created on first use)."""
+        return self._locks.setdefault(channel_id, asyncio.Lock())
+
+    def _forget_lock(self, channel_id: int) -> None:
+        lock = self._locks.get(channel_id)
+        if lock is not None and not lock.locked() and channel_id not in self._held:
+            del self._locks[channel_id]
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -126,32 +142,38 @@ class LiveManager:
 
     async def acquire(self, match: KeyMatch, kick: Kick) -> LiveSession:
         """Give a publisher with a verified key its session. Raises AlreadyLive."""
-        async with self._lock:
-            held = self._held.get(match.channel_id)
-            if held is not None and held.kick is not None:
-                raise AlreadyLive("the channel is already live")
-            row = await service.open_session(
-                self.db,
-                channel_id=match.channel_id,
-                title=match.title,
-                profile=match.profile,
-                key_version=match.key_version,
-                node=self.node,
-                local_busy=False,
-            )
-            if held is not None and held.session.id == row.id:
-                if held.grace is not None:
-                    held.grace.cancel()
-                    held.grace = None
-                held.kick, held.key_version = kick, match.key_version
-                held.session.next_epoch()
-                held.session.reconnects = row.reconnects
-                session = held.session
-            else:
-                session = await self._load(row, match)
-                self._held[match.channel_id] = _Held(session, match.key_version, kick)
+        try:
+            async with self._lock(match.channel_id):
+                session = await self._acquire(match, kick)
+        finally:
+            self._forget_lock(match.channel_id)
         state = "live" if session.state == "live" else "idle"
         await self._announce(session, state)
+        return session
+
+    async def _acquire(self, match: KeyMatch, kick: Kick) -> LiveSession:
+        held = self._held.get(match.channel_id)
+        if held is not None and held.kick is not None:
+            raise AlreadyLive("the channel is already live")
+        row = await service.open_session(
+            self.db,
+            channel_id=match.channel_id,
+            title=match.title,
+            profile=match.profile,
+            key_version=match.key_version,
+            node=self.node,
+        )
+        if held is not None and held.session.id == row.id:
+            if held.grace is not None:
+                held.grace.cancel()
+                held.grace = None
+            held.kick, held.key_version = kick, match.key_version
+            held.session.next_epoch()
+            held.session.reconnects = row.reconnects
+            held.session.state = row.state
+            return held.session
+        session = await self._load(row, match)
+        self._held[match.channel_id] = _Held(session, match.key_version, kick)
         return session
 
     async def _load(self, row: service.SessionRow, match: KeyMatch) -> LiveSession:
@@ -207,27 +229,63 @@ class LiveManager:
             rendition.discontinuity_pending = True
 
     async def release(self, session: LiveSession, reason: str) -> None:
-        """The publisher left: mark the session ``reconnecting`` and start its grace window."""
-        async with self._lock:
-            held = self._held.get(session.channel_id)
-            if held is None or held.session is not session or held.ending:
-                return
-            held.kick = None
-            await session.flush(timeout=2.0)
-            if not await service.disconnect(self.db, session.id, self.node):
-                return
-            session.state = "reconnecting"
-            grace = self.settings.reconnect_grace_seconds
-            held.grace = asyncio.create_task(
-                self._grace(session, grace), name=f"grace-{session.id}"
-            )
-        log.info(
-            "session %s: publisher gone (%s); waiting %.0f s for it", session.id, reason, grace
-        )
-        await self._announce(session, "reconnecting")
+        """The publisher left: mark the session ``reconnecting`` and start its grace window.
 
-    async def _grace(self, session: LiveSession, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        If the database cannot take the change now, the grace window starts anyway and the
+        change is retried in the background before the window can end the session.
+        """
+        held = self._held.get(session.channel_id)
+        if held is None or held.session is not session or held.ending:
+            return
+        held.kick = None
+        await session.flush(timeout=2.0)  # not under the lock: it waits on the database
+        try:
+            async with self._lock(session.channel_id):
+                started = await self._start_grace(session)
+        finally:
+            self._forget_lock(session.channel_id)
+        if started is None:
+            # Ended, or taken over by another node, while the publisher was here: let it go.
+            await self._ended_elsewhere(session)
+        elif started:
+            log.info("session %s: publisher gone (%s); waiting %.0f s for it", session.id,
+                     reason, self.settings.reconnect_grace_seconds)  # fmt: skip
+            await self._announce(session, "reconnecting")
+
+    async def _start_grace(self, session: LiveSession) -> bool | None:
+        """Start the grace window; False if there is none to start, None if the session is
+        no longer this node's to hold."""
+        held = self._held.get(session.channel_id)
+        if held is None or held.session is not session or held.ending or held.kick is not None:
+            return False  # ended meanwhile, or its publisher is already back
+        try:
+            recorded: bool | None = await service.disconnect(self.db, session.id, self.node)
+        except StagecastError as exc:
+            log.warning("session %s: reconnecting not recorded yet (%s)", session.id, exc.code)
+            recorded = None
+        if recorded is False:
+            return None
+        session.state = "reconnecting"
+        held.grace = asyncio.create_task(
+            self._grace(session, recorded=bool(recorded)), name=f"grace-{session.id}"
+        )
+        return True
+
+    async def _grace(self, session: LiveSession, *, recorded: bool) -> None:
+        started = asyncio.get_running_loop().time()
+        backoff = _BACKOFF_FIRST
+        while not recorded:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_CAP)
+            try:
+                recorded = await service.disconnect(self.db, session.id, self.node)
+            except StagecastError:
+                continue
+            if not recorded:
+                await self._ended_elsewhere(session)
+                return
+        elapsed = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(max(0.0, self.settings.reconnect_grace_seconds - elapsed))
         await self.end(session.channel_id, "publisher did not come back", states=("reconnecting",))
 
     async def end(
@@ -283,6 +341,7 @@ class LiveManager:
                     await self.reconcile()
                     reconciled = True
                 await self.sweep()
+                await self.check_keys()
             except StagecastError as exc:
                 log.warning("live sweep skipped: %s", exc.code)
             await asyncio.sleep(_SWEEP_EVERY)
@@ -302,25 +361,42 @@ class LiveManager:
             ended += await self.end_remote(session_id, reason, (state,))
         return ended
 
+    async def check_keys(self) -> int:
+        """Cut off publishers whose stream key was rotated since they connected; return count.
+
+        The rotation's announcement on the bus does this at once; this check (every sweep)
+        catches rotations whose announcement was lost, or made where there is no bus (the CLI).
+        """
+        publishing = [cid for cid, held in self._held.items() if held.kick is not None]
+        if not publishing:
+            return 0
+        kicked = 0
+        for channel_id, version in (await channels.key_versions(self.db, publishing)).items():
+            kicked += await self._rotated(KeyRotated(channel_id, version))
+        return kicked
+
     async def _watch_rotations(self, subscription: Subscription) -> None:
         async with subscription:
             while True:
                 item = await subscription.get()
                 if item is None or isinstance(item, Gap):
+                    continue  # a lost announcement is caught by check_keys
+                try:
+                    rotated = KeyRotated.of(item)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("ignoring a malformed key rotation message: %r", item)
                     continue
-                held = self._held.get(int(item.get("channel_id", 0)))
-                if (
-                    held is not None
-                    and held.kick is not None
-                    and held.key_version < int(item.get("key_version", 0))
-                ):
-                    log.info(
-                        "session %s: stream key rotated; disconnecting the publisher",
-                        held.session.id,
-                    )
-                    kick, held.kick = held.kick, None
-                    with contextlib.suppress(Exception):
-                        await kick("stream key rotated")
+                await self._rotated(rotated)
+
+    async def _rotated(self, rotated: KeyRotated) -> bool:
+        held = self._held.get(rotated.channel_id)
+        if held is None or held.kick is None or held.key_version >= rotated.key_version:
+            return False
+        log.info("session %s: stream key rotated; disconnecting the publisher", held.session.id)
+        kick, held.kick = held.kick, None
+        with contextlib.suppress(Exception):
+            await kick("stream key rotated")
+        return True
 
     async def _announce(self, session: LiveSession, state: str) -> None:
         with contextlib.suppress(StagecastError):

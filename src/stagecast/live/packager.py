@@ -41,7 +41,7 @@ class PackagerExit:
     """How a packager ended."""
 
     returncode: int | None
-    reason: str  # "finished", "exited", "stalled", "killed"
+    reason: str  # "finished", "exited", "stalled"
     stderr_tail: str
 
 
@@ -114,24 +114,17 @@ class Packager:
             raise PackagerGone(f"packager stopped taking input: {type(exc).__name__}") from exc
 
     async def finish(self) -> None:
-        """Close ffmpeg's input so it writes its last segment, and wait for it to exit."""
-        await self._stop("finished", close_input=True)
+        """Close ffmpeg's input so it writes its last segment, and wait (bounded) for it to exit.
 
-    async def kill(self, reason: str = "killed") -> None:
-        """Stop ffmpeg at once."""
-        await self._stop(reason, close_input=False)
-
-    async def _stop(self, reason: str, *, close_input: bool) -> None:
+        ffmpeg is killed if it has not exited within the timeout.
+        """
         process = self._process
         if process is None:
             return
         if self._stopping is None:
-            self._stopping = reason
-        if close_input and process.stdin is not None and not process.stdin.is_closing():
+            self._stopping = "finished"
+        if process.stdin is not None and not process.stdin.is_closing():
             process.stdin.close()
-        elif process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
         try:
             async with asyncio.timeout(_EXIT_TIMEOUT):
                 await self.exited.wait()
@@ -216,8 +209,10 @@ class Packager:
                 if init is None or not ready:
                     continue
                 data = await asyncio.to_thread(init.read_bytes)
-                self._init_sent.add(name)
+                # Marked sent only once taken: if handing it over fails, the next poll tries
+                # again, and this rendition's segments wait in the scratch folder until then.
                 await self._on_init(name, data)
+                self._init_sent.add(name)
             for path in ready:
                 data = await asyncio.to_thread(path.read_bytes)
                 self._next[name] = int(_SEGMENT.match(path.name).group(1)) + 1  # type: ignore[union-attr]

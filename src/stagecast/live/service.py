@@ -58,6 +58,17 @@ class SegmentRecord:
     path: str
 
 
+@dataclass(frozen=True)
+class InitRecord:
+    """The init segment of one rendition and epoch, as stored."""
+
+    session_id: int
+    rendition: str
+    epoch: int
+    path: str
+    codecs: str
+
+
 def _session(row: Record, *, resumed: bool = False) -> SessionRow:
     return SessionRow(
         row.id,
@@ -79,12 +90,13 @@ async def open_session(
     profile: str,
     key_version: int,
     node: str,
-    local_busy: bool,
 ) -> SessionRow:
     """Start a session for a new publisher, or take back one that is waiting for it.
 
     A ``reconnecting`` session is claimed (same session, reconnect counted); so is an active
-    session this node owned but no longer holds (its process restarted). Anything else active
+    session this node owned (its process restarted, or its publisher left a moment ago and the
+    move to ``reconnecting`` is still on its way; the manager refuses a second publisher of a
+    session it holds before asking). Anything else active
     means another publisher is live: AlreadyLive.
     """
 
@@ -97,9 +109,7 @@ async def open_session(
             )
         ).one_or_none()
         if current is not None:
-            return await _claim(
-                conn, current, node=node, key_version=key_version, local_busy=local_busy
-            )
+            return await _claim(conn, current, node=node, key_version=key_version)
         now = utcnow()
         try:
             created = (
@@ -127,9 +137,9 @@ async def open_session(
 
 
 async def _claim(
-    conn: AsyncConnection, current: Record, *, node: str, key_version: int, local_busy: bool
+    conn: AsyncConnection, current: Record, *, node: str, key_version: int
 ) -> SessionRow:
-    claimable = current.state == "reconnecting" or (current.owner_node == node and not local_busy)
+    claimable = current.state == "reconnecting" or current.owner_node == node
     if not claimable:
         raise AlreadyLive("the channel is already live")
     result = await conn.execute(
@@ -151,34 +161,32 @@ async def _claim(
     return _session(row, resumed=True)
 
 
-async def record_init(
-    db: Database, *, session_id: int, rendition: str, epoch: int, path: str, codecs: str
-) -> None:
+async def record_init(db: Database, record: InitRecord, *, deadline: float | None = None) -> None:
     """Store the init segment row of one rendition and epoch (replays are no-ops)."""
 
     async def unit(conn: AsyncConnection) -> None:
         exists = (
             await conn.execute(
                 select(live_init.c.id).where(
-                    live_init.c.session_id == session_id,
-                    live_init.c.rendition == rendition,
-                    live_init.c.epoch == epoch,
+                    live_init.c.session_id == record.session_id,
+                    live_init.c.rendition == record.rendition,
+                    live_init.c.epoch == record.epoch,
                 )
             )
         ).first()
         if exists is None:
             await conn.execute(
                 insert(live_init).values(
-                    session_id=session_id,
-                    rendition=rendition,
-                    epoch=epoch,
-                    path=path,
-                    codecs=codecs,
+                    session_id=record.session_id,
+                    rendition=record.rendition,
+                    epoch=record.epoch,
+                    path=record.path,
+                    codecs=record.codecs,
                     created_at=utcnow(),
                 )
             )
 
-    await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="record_init")
+    await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="record_init", deadline=deadline)
 
 
 async def record_segment(

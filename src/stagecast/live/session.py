@@ -31,7 +31,7 @@ from stagecast.live.bandwidth import BandwidthStats
 from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.playlists import MediaPlaylist, SegmentEntry, Variant, render_master
-from stagecast.live.service import SegmentRecord, SessionRow
+from stagecast.live.service import InitRecord, SegmentRecord, SessionRow
 from stagecast.live.storage import SegmentStorage, media_path, session_path
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,16 @@ class LiveDeps:
     segment_seconds: float
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """A segment between its sequence number and its place in the playlist."""
+
+    record: SegmentRecord
+    entry: SegmentEntry
+    info: SegmentInfo
+    received: float  # perf_counter() when the segment arrived
+
+
 @dataclass
 class Rendition:
     """Per-rendition state: playlist, bandwidth, current init, next sequence."""
@@ -66,10 +76,21 @@ class Rendition:
     anchor: tuple[datetime, float] | None = None  # (wall clock, media time) of the epoch start
     frame_rate: float | None = None
     since_saved: int = 0
+    # The init segments the listed segments need, by epoch: served from memory.
+    inits: dict[int, bytes] = field(default_factory=dict)
+    # Segments whose files are written, waiting for an earlier one to be listed first.
+    next_listed: int = 0
+    settled: dict[int, _Slot | None] = field(default_factory=dict)
 
 
 class LiveSession:
-    """A session whose publisher is (or was just) connected to this process."""
+    """A session whose publisher is (or was just) connected to this process.
+
+    No lock is held across I/O: a segment takes its sequence number and playlist entry at once,
+    its file is written without holding anything, and it is listed when every earlier segment of
+    its rendition is (so a slow write delays its successors in that rendition only). Rows go to
+    the database behind the live edge, through the archiver.
+    """
 
     def __init__(
         self,
@@ -95,7 +116,9 @@ class LiveSession:
         self.renditions: dict[str, Rendition] = {}
         self._next_sequences = dict(next_sequences)
         self._archiver = Archiver(deps.db, deps.storage, on_stored=self._stored)
-        self._lock = asyncio.Lock()
+        self._writing = 0  # media files being written now
+        self._written = asyncio.Event()
+        self._written.set()
         self.last_media = time.monotonic()
         self.segments_dropped = 0
         self.ended = False
@@ -124,9 +147,8 @@ class LiveSession:
                 min_target_duration=math.ceil(self.deps.segment_seconds),
             )
             bandwidth = BandwidthStats(min_peak_duration=self.deps.segment_seconds / 2)
-            rendition = Rendition(
-                name, playlist, bandwidth, next_sequence=self._next_sequences.get(name, 0)
-            )
+            first = self._next_sequences.get(name, 0)
+            rendition = Rendition(name, playlist, bandwidth, next_sequence=first, next_listed=first)
             rendition.discontinuity_pending = rendition.next_sequence > 0
             self.renditions[name] = rendition
         return rendition
@@ -134,99 +156,115 @@ class LiveSession:
     # -- media in ---------------------------------------------------------------------------
 
     async def add_init(self, name: str, data: bytes) -> None:
-        """Take the init segment of ``name`` for the current epoch. Raises MediaError."""
+        """Take the init segment of ``name`` for the current epoch. Raises MediaError.
+
+        The segments that follow are accepted once its file is written; its row is recorded
+        in the background (before theirs), so a database stall at go-live stalls nothing.
+        """
         info = parse_init(data)
-        async with self._lock:
-            rendition = self._rendition(name)
-            filename = f"init-{self.epoch}.mp4"
-            path = media_path(self.channel_id, self.id, name, filename)
-            await self.deps.storage.write(path, data)
-            await service.record_init(
-                self.deps.db,
-                session_id=self.id,
-                rendition=name,
-                epoch=self.epoch,
-                path=path,
-                codecs=info.codecs,
-            )
-            if rendition.init_epoch != self.epoch and rendition.next_sequence > 0:
-                rendition.discontinuity_pending = True
-            rendition.init = info
-            rendition.init_epoch = self.epoch
-            self._save_later(rendition)
-            self._share_master()
+        epoch = self.epoch
+        path = media_path(self.channel_id, self.id, name, f"init-{epoch}.mp4")
+        await self.deps.storage.write(path, data)
+        rendition = self._rendition(name)
+        if rendition.init_epoch != epoch and rendition.next_sequence > 0:
+            rendition.discontinuity_pending = True
+        rendition.init, rendition.init_epoch = info, epoch
+        rendition.inits[epoch] = data
+        self._forget_unlisted_inits(rendition)
+        self._archiver.record_init(InitRecord(self.id, name, epoch, path, info.codecs))
+        self._save_later(rendition)
+        self._share_master()
+
+    def init_data(self, name: str, epoch: int) -> bytes | None:
+        """Return the init segment of ``name`` and ``epoch`` from memory, if it is still listed."""
+        rendition = self.renditions.get(name)
+        return rendition.inits.get(epoch) if rendition is not None else None
+
+    def _forget_unlisted_inits(self, rendition: Rendition) -> None:
+        """Keep only the inits of the current epoch and of the segments still listed."""
+        keep = {rendition.init_epoch} | {
+            _epoch_of(entry.map_uri) for entry in rendition.playlist.segments
+        }
+        for epoch in [e for e in rendition.inits if e not in keep]:
+            del rendition.inits[epoch]
 
     async def add_segment(self, name: str, data: bytes, *, file: Path | None = None) -> bool:
         """Take one whole media segment of ``name``; False if it was refused (logged, counted).
 
         ``file`` is a local file holding the same bytes that the session may move into storage
-        instead of writing ``data`` (the packager's output).
+        instead of writing ``data`` (the packager's output). Raises what storage raises (the
+        segment is then left out of the playlist; its successors are not held up).
         """
         received = time.perf_counter()
-        async with self._lock:
-            rendition = self.renditions.get(name)
-            if self.ended or rendition is None or rendition.init is None:
-                self.segments_dropped += 1
-                return False
-            try:
-                info = parse_segment(data, rendition.init)
-            except MediaError as exc:
-                self.segments_dropped += 1
-                log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
-                return False
-            await self._accept(rendition, data, info, received, file)
-            return True
+        rendition = self.renditions.get(name)
+        if self.ended or rendition is None or rendition.init is None:
+            self.segments_dropped += 1
+            return False
+        try:
+            info = parse_segment(data, rendition.init)
+        except MediaError as exc:
+            self.segments_dropped += 1
+            log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
+            return False
+        slot = self._reserve(rendition, len(data), info, received)
+        self._writing += 1
+        self._written.clear()
+        try:
+            # Written once, before anything lists it.
+            if file is not None:
+                await self.deps.storage.adopt(slot.record.path, file)
+            else:
+                await self.deps.storage.write(slot.record.path, data)
+        except BaseException:
+            self._settle(rendition, slot.record.sequence, None)
+            raise
+        finally:
+            self._writing -= 1
+            if self._writing == 0:
+                self._written.set()
+        self._settle(rendition, slot.record.sequence, slot)
+        return True
 
-    async def _accept(
-        self,
-        rendition: Rendition,
-        data: bytes,
-        info: SegmentInfo,
-        received: float,
-        file: Path | None,
-    ) -> None:
+    def _reserve(
+        self, rendition: Rendition, size: int, info: SegmentInfo, received: float
+    ) -> _Slot:
+        """Give a segment its sequence number, file name and program date-time (no I/O)."""
         duration, start_time = info.duration, info.start_time
-        frames, keyframe = info.video_frames, info.starts_with_keyframe
         sequence = rendition.next_sequence
         rendition.next_sequence += 1
         filename = f"seg-{sequence:08d}.m4s"
         path = media_path(self.channel_id, self.id, rendition.name, filename)
-        # Written once, before anything lists it.
-        if file is not None:
-            await self.deps.storage.adopt(path, file)
-        else:
-            await self.deps.storage.write(path, data)
         if rendition.anchor is None:
             rendition.anchor = (utcnow() - timedelta(seconds=duration), start_time)
         wall, media = rendition.anchor
         pdt = wall + timedelta(seconds=start_time - media)
         discontinuity = rendition.discontinuity_pending
         rendition.discontinuity_pending = False
+        epoch = rendition.init_epoch
         record = SegmentRecord(
-            self.id,
-            rendition.name,
-            sequence,
-            rendition.init_epoch,
-            discontinuity,
-            duration,
-            len(data),
-            pdt,
-            path,
+            self.id, rendition.name, sequence, epoch, discontinuity, duration, size, pdt, path
         )
-        rendition.playlist.append(
-            SegmentEntry(
-                sequence,
-                duration,
-                filename,
-                pdt,
-                discontinuity,
-                f"init-{rendition.init_epoch}.mp4",
-                len(data),
-            )
+        entry = SegmentEntry(
+            sequence, duration, filename, pdt, discontinuity, f"init-{epoch}.mp4", size
         )
-        rendition.bandwidth.add(len(data), duration)
-        if frames and duration > 0:
-            rendition.frame_rate = round(frames / duration, 3)
+        return _Slot(record, entry, info, received)
+
+    def _settle(self, rendition: Rendition, sequence: int, slot: _Slot | None) -> None:
+        """Mark a segment written (``slot``) or failed (None); list what is now in order."""
+        rendition.settled[sequence] = slot
+        while rendition.next_listed in rendition.settled:
+            ready = rendition.settled.pop(rendition.next_listed)
+            rendition.next_listed += 1
+            if ready is not None:
+                self._list(rendition, ready)
+
+    def _list(self, rendition: Rendition, slot: _Slot) -> None:
+        record, info = slot.record, slot.info
+        rendition.playlist.append(slot.entry)
+        rendition.bandwidth.add(record.byte_size, record.duration)
+        frames = info.video_frames
+        if frames and record.duration > 0:
+            rendition.frame_rate = round(frames / record.duration, 3)
         self.last_media = time.monotonic()
         # The live edge has moved; rows and the copies other processes serve follow behind.
         self._archive(record)
@@ -238,7 +276,12 @@ class LiveSession:
             )
             self._share_master()
         self._observe(
-            rendition, record, start_time, frames, keyframe, time.perf_counter() - received
+            rendition,
+            record,
+            info.start_time,
+            frames,
+            info.starts_with_keyframe,
+            time.perf_counter() - slot.received,
         )
 
     def _observe(
@@ -366,14 +409,19 @@ class LiveSession:
             )
 
     async def close_playlists(self) -> None:
-        """Mark every playlist ended (EXT-X-ENDLIST), write everything out, stop the archiver."""
-        async with self._lock:
-            self.ended = True
-            for rendition in self.renditions.values():
-                rendition.playlist.end()
-                self._share_playlist(rendition)
-                self._save_later(rendition)
-            self._share_master()
+        """Mark every playlist ended (EXT-X-ENDLIST), write everything out, stop the archiver.
+
+        Segments whose files are being written are listed first (waited for, bounded).
+        """
+        self.ended = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10.0):
+                await self._written.wait()
+        for rendition in self.renditions.values():
+            rendition.playlist.end()
+            self._share_playlist(rendition)
+            self._save_later(rendition)
+        self._share_master()
         await self._archiver.flush(10.0)
         await self._archiver.close()
 
@@ -383,3 +431,8 @@ class LiveSession:
                 f"live.{self.channel_id}",
                 {"type": "state", "state": state, "session_id": self.id, "slug": self.slug},
             )
+
+
+def _epoch_of(map_uri: str) -> int:
+    """Return the epoch of an init segment's file name (``init-<epoch>.mp4``)."""
+    return int(map_uri.removeprefix("init-").removesuffix(".mp4"))
