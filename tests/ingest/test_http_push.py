@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
+from stagecast.db import Kind
 from stagecast.ingest.http import MAX_INIT_BYTES
+from stagecast.live.models import live_init, segment
 
 
 async def _key(app: FastAPI, slug: str = "pushy") -> str:
@@ -36,8 +40,21 @@ async def test_refusals(client: httpx.AsyncClient, app: FastAPI) -> None:
         response = await client.put(path, content=body, headers=headers)
         assert response.status_code == status, (path, response.text)
         assert response.json()["error"]["message"]
-    live = await client.get("/api/v1/channels/pushy/live")
-    assert live.json()["state"] in ("offline", "idle")
+    live = (await client.get("/api/v1/channels/pushy/live")).json()
+    # The right key with bad bytes opens a session (idle: nothing playable); nothing went live.
+    assert (live["live"], live["started_at"]) == (False, None)
+    media = app.state.core.settings.data_dir / "media"
+    assert [p for p in media.rglob("*") if p.is_file()] == []
+    assert await _rows(app, segment) == await _rows(app, live_init) == 0
+
+
+async def _rows(app: FastAPI, table: Table) -> int:
+    """Return how many rows ``table`` has."""
+
+    async def unit(conn: AsyncConnection) -> int:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+    return int(await app.state.core.db.run(unit, kind=Kind.READ))
 
 
 async def test_playlists_and_deletes_are_acknowledged(
