@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 from stagecast.cache import TtlCache
-from stagecast.db.retry import Kind
-from stagecast.metrics.runtime import LOOKUP_TTL, Metrics
+from stagecast.metrics.runtime import Metrics
 from tests.metrics.conftest import owned_channel, serve, studio_settings
 from tests.metrics.test_publisher import Clock, FakeSession, make
 
@@ -18,17 +19,25 @@ async def test_a_burst_of_feed_resyncs_reads_the_channel_once(tmp_path: Path) ->
     async with serve(studio_settings(tmp_path / "data")) as server:
         _, channel = await owned_channel(server.core.db)
         metrics = server.core.get(Metrics)
-        stats = server.core.db.stats
-        await asyncio.sleep(0)
-        before = stats.attempts[Kind.READ]
-        found = await asyncio.gather(
-            *(metrics.channel(channel.slug, fresh=True) for _ in range(50))
-        )
-        # Other loops of the app may read meanwhile; 50 uncollapsed loads would show as 50.
-        assert stats.attempts[Kind.READ] - before <= 3
+        # The statements that read this channel, as the driver receives them (other loops of
+        # the app read other things meanwhile).
+        reads: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+            if channel.slug in values:
+                reads.append(statement)
+
+        engine = server.core.db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            found = await asyncio.gather(
+                *(metrics.channel(channel.slug, fresh=True) for _ in range(50))
+            )
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(reads) == 1, reads
         assert {f.channel_id for f in found if f is not None} == {channel.id}
-        assert metrics.lookups.ttl == LOOKUP_TTL
-        assert metrics.lookups.max_entries <= 10_000
 
 
 def _ended_cache(clock: Clock, entries: int = 3, ttl: float = 60.0) -> TtlCache[int, Any]:
