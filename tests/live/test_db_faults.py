@@ -39,7 +39,8 @@ from tests.live.test_archiver import cmaf  # noqa: F401  (the module-scoped fixt
 
 @contextlib.asynccontextmanager
 async def stalled(settings: Settings, *tables: str) -> AsyncIterator[None]:
-    """Hold the database (SQLite: all of it; PostgreSQL: ``tables``) locked by another session."""
+    """Hold the database locked by another session: SQLite's write lock (WAL still lets readers
+    through), or PostgreSQL's ``tables`` against reads and writes."""
     if settings.is_sqlite:
         blocker = sqlite3.connect(settings.data_dir / "stagecast.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")

@@ -5,12 +5,17 @@ builds every path itself; the client's file name only tells a playlist (ignored:
 own), an init segment, or a media segment apart, and the bytes must say the same (magic
 check). Bodies are size-limited and must arrive within a deadline. A pusher that goes quiet is
 treated like an RTMP publisher that disconnected.
+
+Once a pusher is live, its later requests are checked against the key that opened the session
+(in memory, constant time) instead of the database, so a database stall mid-stream does not
+refuse segments. A rotation cuts the pusher off, and its next request is checked afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
 import time
@@ -56,6 +61,8 @@ class AlreadyLiveError(StagecastError):
 @dataclass
 class _Pusher:
     session: LiveSession
+    match: KeyMatch
+    key: str
     last_put: float = field(default_factory=time.monotonic)
     inits: set[str] = field(default_factory=set)
     watchdog: asyncio.Task[None] | None = None
@@ -74,28 +81,52 @@ class HttpPushIngest:
         self._manager = manager
         self._idle_after = idle_after
         self._pushers: dict[int, _Pusher] = {}
-        self._lock = asyncio.Lock()
+        self._starting: dict[int, asyncio.Lock] = {}  # per channel, while its session opens
 
-    async def session_for(self, match: KeyMatch) -> _Pusher:
-        """Return the channel's pusher state, acquiring the session on the first request."""
-        async with self._lock:
-            pusher = self._pushers.get(match.channel_id)
-            if pusher is not None and not pusher.kicked and not pusher.session.ended:
-                pusher.last_put = time.monotonic()
-                return pusher
-            kicked = asyncio.Event()
+    def known(self, slug: str, key: str) -> KeyMatch | None:
+        """Return the match of the live pusher of ``slug`` if ``key`` is the one it uses."""
+        for pusher in self._pushers.values():
+            if (
+                pusher.match.slug == slug
+                and not pusher.kicked
+                and not pusher.session.ended
+                and hmac.compare_digest(pusher.key.encode(), key.encode())
+            ):
+                return pusher.match
+        return None
 
-            async def kick(reason: str) -> None:
-                kicked.set()
+    async def session_for(self, match: KeyMatch, key: str) -> _Pusher:
+        """Return the channel's pusher state, acquiring the session on the first request.
 
-            try:
-                session = await self._manager.acquire(match, kick)
-            except AlreadyLive as exc:
-                raise AlreadyLiveError("the channel is already live from another encoder") from exc
-            holder = _Pusher(session, kicked_event=kicked)
-            holder.watchdog = asyncio.create_task(self._watch(match.channel_id, holder))
-            self._pushers[match.channel_id] = holder
-            return holder
+        Only requests of the same channel wait for each other while its session opens.
+        """
+        pusher = self._live(match.channel_id)
+        if pusher is not None:
+            return pusher
+        async with self._starting.setdefault(match.channel_id, asyncio.Lock()):
+            return self._live(match.channel_id) or await self._open(match, key)
+
+    def _live(self, channel_id: int) -> _Pusher | None:
+        pusher = self._pushers.get(channel_id)
+        if pusher is None or pusher.kicked or pusher.session.ended:
+            return None
+        pusher.last_put = time.monotonic()
+        return pusher
+
+    async def _open(self, match: KeyMatch, key: str) -> _Pusher:
+        kicked = asyncio.Event()
+
+        async def kick(reason: str) -> None:
+            kicked.set()
+
+        try:
+            session = await self._manager.acquire(match, kick)
+        except AlreadyLive as exc:
+            raise AlreadyLiveError("the channel is already live from another encoder") from exc
+        holder = _Pusher(session, match, key, kicked_event=kicked)
+        holder.watchdog = asyncio.create_task(self._watch(match.channel_id, holder))
+        self._pushers[match.channel_id] = holder
+        return holder
 
     async def _watch(self, channel_id: int, pusher: _Pusher) -> None:
         while not pusher.kicked:
@@ -104,6 +135,9 @@ class HttpPushIngest:
                 break
         if self._pushers.get(channel_id) is pusher:
             del self._pushers[channel_id]
+            lock = self._starting.get(channel_id)
+            if lock is not None and not lock.locked():
+                del self._starting[channel_id]
         await self._manager.release(pusher.session, "HTTP pusher went quiet")
 
     async def init(self, pusher: _Pusher, rendition: str, data: bytes) -> None:
@@ -124,17 +158,24 @@ class HttpPushIngest:
         self._pushers.clear()
 
 
-async def _pusher_of(request: Request, core: Core, slug: str) -> KeyMatch:
-    """Return the channel the Bearer stream key opens; it must be ``slug``. Raises 401/404."""
+async def _pusher_of(request: Request, core: Core, slug: str) -> tuple[KeyMatch, str]:
+    """Return the channel the Bearer stream key opens (it must be ``slug``) and the key.
+
+    Raises 401/404. A live pusher's own key is recognised without asking the database.
+    """
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    key = value.strip()
+    if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send the stream key as 'Authorization: Bearer <stream key>'")
-    match = await verify_stream_key(core.db, value.strip())
+    known = core.get(HttpPushIngest).known(slug, key)
+    if known is not None:
+        return known, key
+    match = await verify_stream_key(core.db, key)
     if match is None:
         raise Unauthorized("invalid stream key")
     if match.slug != slug:
         raise NotFound("channel not found")
-    return match
+    return match, key
 
 
 async def read_body(request: Request, limit: int, deadline: float = BODY_DEADLINE) -> bytes:
@@ -161,7 +202,7 @@ async def push(
     slug: str, rendition: str, filename: str, request: Request, core: CoreDep
 ) -> Response:
     """Accept one pushed file: init segment, media segment, or (ignored) playlist."""
-    match = await _pusher_of(request, core, slug)
+    match, key = await _pusher_of(request, core, slug)
     if not _RENDITION.fullmatch(rendition) or not _FILENAME.fullmatch(filename):
         raise NotFound("rendition or file name not allowed")
     if filename.endswith(".m3u8"):
@@ -170,7 +211,7 @@ async def push(
     ingest = core.get(HttpPushIngest)
     is_init = filename.endswith(".mp4")
     data = await read_body(request, MAX_INIT_BYTES if is_init else MAX_SEGMENT_BYTES)
-    pusher = await ingest.session_for(match)
+    pusher = await ingest.session_for(match, key)
     try:
         if is_init and looks_like_init(data):
             await ingest.init(pusher, rendition, data)

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from stagecast.backoff import Backoff
 from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.live import service
@@ -121,7 +122,7 @@ class Archiver:
                 self._idle.set()
 
     async def _write_records(self) -> None:
-        backoff = _BACKOFF_FIRST
+        backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP)
         while self._records:
             row, touch = self._records[0]
             started = time.monotonic()
@@ -130,10 +131,10 @@ class Archiver:
             except StagecastError as exc:
                 log.warning("session %s: %s not archived yet (%s); retrying", row.session_id,
                             _describe(row), exc.code)  # fmt: skip
-                await asyncio.sleep(max(0.0, backoff - (time.monotonic() - started)))
-                backoff = min(backoff * 2, _BACKOFF_CAP)
+                backoff.fail(started)  # the failed try's own time counts towards the wait
+                await asyncio.sleep(backoff.remaining())
                 continue
-            backoff = _BACKOFF_FIRST
+            backoff.reset()
             self._records.popleft()
             if isinstance(row, SegmentRecord):
                 await self._on_stored(row, stored)

@@ -21,6 +21,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from stagecast.backoff import Backoff
 from stagecast.bus import Bus, Gap, Subscription
 from stagecast.channels import service as channels
 from stagecast.channels.service import KEY_ROTATED_TOPIC, KeyMatch, KeyRotated
@@ -273,10 +274,9 @@ class LiveManager:
 
     async def _grace(self, session: LiveSession, *, recorded: bool) -> None:
         started = asyncio.get_running_loop().time()
-        backoff = _BACKOFF_FIRST
+        backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP)
         while not recorded:
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_CAP)
+            await asyncio.sleep(backoff.next_delay())
             try:
                 recorded = await service.disconnect(self.db, session.id, self.node)
             except StagecastError:

@@ -1,0 +1,79 @@
+"""HTTP push during a database stall: a live pusher's segments are taken, and none is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stagecast.auth import service as accounts
+from stagecast.channels import service as channels
+from stagecast.config import Settings
+from stagecast.db import Kind
+from stagecast.live.manager import LiveManager
+from stagecast.live.models import segment
+from tests.live.test_archiver import cmaf  # noqa: F401  (the module-scoped fixture)
+from tests.live.test_db_faults import stalled
+
+_TABLES = ("channel", "live_session", "live_init", "live_rendition", "segment")
+
+
+async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    settings: Settings,
+    cmaf: tuple[bytes, list[bytes]],  # noqa: F811
+) -> None:
+    """Once live, a pusher's requests need no database: segments pushed while it is locked
+    are answered 204 and listed at once, and their rows are all written once it is free."""
+    core = app.state.core
+    owner = await accounts.create_account(core.db, "pusher", "password123", "broadcaster")
+    created, key = await channels.create_channel(core.db, owner, "through")
+    auth = {"Authorization": f"Bearer {key}"}
+    init, segments = cmaf
+    base = "/ingest/through/source"
+    assert (await client.put(f"{base}/init.mp4", content=init, headers=auth)).status_code == 204
+    first = await client.put(f"{base}/seg-0.m4s", content=segments[0], headers=auth)
+    assert first.status_code == 204
+    session = core.get(LiveManager).local(created.id)
+    assert session is not None
+    assert await session.flush(10)  # nothing of ours holds a lock the stall must wait for
+    async with stalled(settings, *_TABLES):
+        async with asyncio.timeout(3):  # well inside the database layer's 5 s deadline
+            for number, data in enumerate(segments[1:], start=1):
+                put = await client.put(f"{base}/seg-{number}.m4s", content=data, headers=auth)
+                assert put.status_code == 204, put.text
+        assert session.playlist_text("source").count("#EXTINF") == 5  # type: ignore[union-attr]
+    assert await session.flush(30)
+
+    async def rows(conn: AsyncConnection) -> int:
+        query = select(func.count()).select_from(segment).where(segment.c.session_id == session.id)
+        return int((await conn.execute(query)).scalar_one())
+
+    assert await core.db.run(rows, kind=Kind.READ, name="rows") == 5
+
+
+async def test_a_rotated_key_is_checked_afresh_and_refused(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    cmaf: tuple[bytes, list[bytes]],  # noqa: F811
+) -> None:
+    """After a rotation the pusher's old key is no longer recognised from memory: 401."""
+    core = app.state.core
+    owner = await accounts.create_account(core.db, "rotator", "password123", "broadcaster")
+    await channels.create_channel(core.db, owner, "turned")
+    _, key = await channels.rotate_key(core.db, "turned")  # a key of version 2
+    auth = {"Authorization": f"Bearer {key}"}
+    init, segments = cmaf
+    base = "/ingest/turned/source"
+    assert (await client.put(f"{base}/init.mp4", content=init, headers=auth)).status_code == 204
+    rotated, _ = await channels.rotate_key(core.db, "turned")
+    assert await channels.announce_rotation(core.bus, rotated)
+    async with asyncio.timeout(10):
+        while (put := await client.put(f"{base}/seg-0.m4s", content=segments[0], headers=auth))\
+                .status_code == 204:  # fmt: skip
+            await asyncio.sleep(0.05)  # the kick travels over the bus to the manager
+    assert put.status_code == 401
