@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -29,14 +31,14 @@ def _account(account_id: int, username: str) -> dict[str, object]:
 
 
 async def _counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(select(vod_counter.c.status, vod_counter.c.count))
-    return {r.status: r.count for r in rows}
+    rows = await conn.execute(select(vod_counter.c.status, vod_counter.c.count.label("n")))
+    return {r.status: r.n for r in rows}
 
 
 async def test_insert_or_update_inserts_a_missing_row_then_updates_it(db: Database) -> None:
     """The first call inserts the candidate; the next ones apply ``set_`` to the stored row."""
 
-    async def add(conn: AsyncConnection, delta: int) -> None:
+    async def add(conn: AsyncConnection, *, delta: int) -> None:
         await conn.execute(
             insert_or_update(
                 conn,
@@ -48,7 +50,7 @@ async def test_insert_or_update_inserts_a_missing_row_then_updates_it(db: Databa
         )
 
     for delta in (2, 3, 5):
-        await db.run(lambda conn, d=delta: add(conn, d), kind=Kind.WRITE)  # type: ignore[misc]
+        await db.run(functools.partial(add, delta=delta), kind=Kind.WRITE)
     assert await db.run(_counts, kind=Kind.READ) == {"ready": 10}
 
 

@@ -1,13 +1,12 @@
 """Send webhook deliveries (signed, retried with capped backoff) and read their log.
 
-Workers ``claim`` due deliveries with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL
-(SQLite serializes writers, so the same statement is safe there) and lease them; a delivery
-whose worker died is taken again when its lease lapses. Each attempt is logged in
-``webhook_attempt``; its outcome is fenced by the attempt number, so a worker that lost its
-lease cannot overwrite the next one's result. A 2xx answer delivers; anything else (another
-status, a timeout, a refused address) is retried after ``min(cap, base * 2^(n-1))`` seconds,
-with up to half of that taken off at random so a receiver that was down is not hit by every
-retry at once, until ``attempts`` attempts have failed.
+``webhook_delivery`` is a ``stagecast.db.leases`` queue: workers ``claim`` due deliveries
+under a lease, and a delivery whose worker died is taken again when its lease lapses. Each
+attempt is logged in ``webhook_attempt``; its outcome is fenced by the attempt number, so a
+worker that lost its lease cannot overwrite the next one's result. A 2xx answer delivers;
+anything else (another status, a timeout, a refused address) is retried after
+``min(cap, base * 2^(n-1))`` seconds, with up to half of that taken off at random so a receiver
+that was down is not hit by every retry at once, until ``attempts`` attempts have failed.
 
 SSRF care: only http and https; the host name is resolved before each attempt and, unless
 ``webhook_allow_private`` is set, every address must be public; redirects are not followed;
@@ -23,16 +22,17 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stagecast import __version__
+from stagecast import __version__, backoff
 from stagecast.db import Database, Kind
-from stagecast.db.schema import utcnow
+from stagecast.db.leases import JobQueue
+from stagecast.db.schema import Record, utcnow
 from stagecast.metrics.models import webhook, webhook_attempt, webhook_delivery
 from stagecast.metrics.webhooks import (
     DELIVERY_HEADER,
@@ -44,8 +44,23 @@ from stagecast.metrics.webhooks import (
 
 log = logging.getLogger(__name__)
 
-_DUE = ("pending", "delivering")
 _ERROR_MAX = 300
+QUEUE = JobQueue(
+    webhook_delivery,
+    due=webhook_delivery.c.next_attempt_at,
+    running="delivering",
+    finished=webhook_delivery.c.finished_at,
+)
+# A claim reads the delivery and, in the same query, its webhook's URL and secret; a delivery
+# whose webhook was deleted meanwhile has no match and is not taken (its rows go with it).
+_CLAIMED = (
+    webhook_delivery.c.webhook_id,
+    webhook_delivery.c.event,
+    webhook_delivery.c.payload,
+    webhook.c.url,
+    webhook.c.secret,
+)
+_WITH_WEBHOOK = webhook_delivery.join(webhook, webhook.c.id == webhook_delivery.c.webhook_id)
 
 
 @dataclass(frozen=True)
@@ -65,9 +80,10 @@ class Policy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Return the wait after failed attempt ``attempt`` (1-based): capped, half jittered."""
-        ceiling = float(min(self.retry_cap, self.retry_base * 2 ** (attempt - 1)))
-        jitter: float = (rng or random).uniform(0, ceiling / 2)
-        return ceiling - jitter
+        # Never under half the ceiling: a receiver that is down is promised that much time to
+        # recover, and its delivery log shows the retries further and further apart.
+        ceiling = backoff.ceiling(attempt, self.retry_base, self.retry_cap)
+        return backoff.delay(attempt, self.retry_base, self.retry_cap, rng, floor=ceiling / 2)
 
 
 @dataclass(frozen=True)
@@ -109,81 +125,25 @@ async def claim(db: Database, policy: Policy, *, limit: int = 10) -> list[Claime
     """
 
     async def unit(conn: AsyncConnection) -> list[Claimed]:
-        now = utcnow()
-        rows = (
-            await conn.execute(
-                select(
-                    webhook_delivery.c.id,
-                    webhook_delivery.c.webhook_id,
-                    webhook_delivery.c.event,
-                    webhook_delivery.c.payload,
-                    webhook_delivery.c.attempts,
-                )
-                .where(
-                    webhook_delivery.c.state.in_(_DUE), webhook_delivery.c.next_attempt_at <= now
-                )
-                .order_by(webhook_delivery.c.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not rows:
-            return []
-        hooks = {
-            r.id: r
-            for r in await conn.execute(
-                select(webhook.c.id, webhook.c.url, webhook.c.secret).where(
-                    webhook.c.id.in_({r.webhook_id for r in rows})
-                )
-            )
-        }
-        claimed = []
-        for row in rows:
-            hook = hooks.get(row.webhook_id)
-            if hook is None:  # the webhook was deleted meanwhile (its rows go with it)
-                continue
-            if row.attempts >= policy.attempts:
-                await _close(conn, row.id, "failed", now, error="gave up (the worker stopped)")
-                continue
-            await conn.execute(
-                update(webhook_delivery)
-                .where(webhook_delivery.c.id == row.id)
-                .values(
-                    state="delivering",
-                    attempts=row.attempts + 1,
-                    next_attempt_at=now + timedelta(seconds=policy.lease),
-                )
-            )
-            claimed.append(
-                Claimed(
-                    row.id,
-                    row.webhook_id,
-                    hook.url,
-                    hook.secret,
-                    row.event,
-                    row.attempts + 1,
-                    _body(row.id, row.payload),
-                )
-            )
-        return claimed
+        taken = await QUEUE.claim(
+            conn,
+            limit=limit,
+            lease=policy.lease,
+            max_attempts=policy.attempts,
+            columns=_CLAIMED,
+            source=_WITH_WEBHOOK,
+        )
+        for row in taken.exhausted:
+            error = "gave up (the worker stopped)"
+            await QUEUE.close(conn, row.id, "failed", last_status=None, last_error=error)
+        return [_claimed(c.row, c.attempt) for c in taken.held]
 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="claim_deliveries")
 
 
-async def _close(
-    conn: AsyncConnection,
-    delivery_id: int,
-    state: str,
-    now: datetime,
-    *,
-    status: int | None = None,
-    error: str | None = None,
-) -> None:
-    await conn.execute(
-        update(webhook_delivery)
-        .where(webhook_delivery.c.id == delivery_id)
-        .values(state=state, finished_at=now, last_status=status, last_error=error)
-    )
+def _claimed(row: Record, attempt: int) -> Claimed:
+    body = _body(row.id, row.payload)
+    return Claimed(row.id, row.webhook_id, row.url, row.secret, row.event, attempt, body)
 
 
 async def record(db: Database, held: Claimed, outcome: Outcome, policy: Policy) -> str:
@@ -192,18 +152,7 @@ async def record(db: Database, held: Claimed, outcome: Outcome, policy: Policy) 
     now = utcnow()
 
     async def unit(conn: AsyncConnection) -> str:
-        row = (
-            await conn.execute(
-                select(webhook_delivery.c.id)
-                .where(
-                    webhook_delivery.c.id == held.id,
-                    webhook_delivery.c.state == "delivering",
-                    webhook_delivery.c.attempts == held.attempt,
-                )
-                .with_for_update()
-            )
-        ).first()
-        if row is None:
+        if not await QUEUE.holds(conn, held.id, held.attempt):
             return "lost"
         await conn.execute(
             insert(webhook_attempt).values(
@@ -216,21 +165,15 @@ async def record(db: Database, held: Claimed, outcome: Outcome, policy: Policy) 
             )
         )
         if outcome.delivered:
-            await _close(conn, held.id, "delivered", now, status=outcome.status)
+            await QUEUE.close(
+                conn, held.id, "delivered", last_status=outcome.status, last_error=None
+            )
             return "delivered"
         if held.attempt >= policy.attempts:
-            await _close(conn, held.id, "failed", now, status=outcome.status, error=error)
+            await QUEUE.close(conn, held.id, "failed", last_status=outcome.status, last_error=error)
             return "failed"
-        await conn.execute(
-            update(webhook_delivery)
-            .where(webhook_delivery.c.id == held.id)
-            .values(
-                state="pending",
-                next_attempt_at=now + timedelta(seconds=policy.delay(held.attempt)),
-                last_status=outcome.status,
-                last_error=error,
-            )
-        )
+        delay = policy.delay(held.attempt)
+        await QUEUE.retry(conn, held.id, delay, last_status=outcome.status, last_error=error)
         return "pending"
 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="record_delivery")

@@ -2,26 +2,29 @@
 
 ``create_for_session`` runs inside the transaction that ends a session (a ``SessionHooks``
 hook): the VOD row (``processing``), its counters and its build job commit with the end or not
-at all, at most once per session (unique ``vod.session_id``). Workers ``claim`` due jobs with
-``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serializes writers, so the same
-statement is safe there) and lease them: a job whose worker died is taken over when its lease
-runs out. Every outcome is fenced by the attempt number, so a worker that lost its lease cannot
-overwrite the new holder's result. ``sweep_batch`` is the safety net for sessions that ended
-without the hook (an older process, a manual fix): it creates what is missing.
+at all, at most once per session (unique ``vod.session_id``). ``vod_job`` is a
+``stagecast.db.leases`` queue: workers ``claim`` due jobs under a lease (a job whose worker died
+is taken over when its lease runs out), and every outcome is fenced by the attempt number, so a
+worker that lost its lease cannot overwrite the new holder's result. Failed attempts are retried
+after capped exponential backoff with full jitter. ``sweep_batch`` is the safety net for
+sessions that ended without the hook (an older process, a manual fix): it creates what is
+missing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast import backoff
 from stagecast.channels.models import channel
 from stagecast.db import Database, Kind
+from stagecast.db.leases import JobQueue
 from stagecast.db.schema import utcnow
 from stagecast.db.upsert import insert_or_ignore
 from stagecast.live.hooks import EndedSession
@@ -31,8 +34,10 @@ from stagecast.vod.models import vod, vod_job
 
 log = logging.getLogger(__name__)
 
-_ACTIVE: list[Any] = [literal_column("'pending'"), literal_column("'running'")]
 _REASON_MAX = 500
+QUEUE = JobQueue(
+    vod_job, due=vod_job.c.due_at, touched=vod_job.c.updated_at, finished=vod_job.c.finished_at
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,8 @@ class Policy:
     lease: float = 600.0
 
     def delay(self, attempt: int) -> float:
-        """Return the wait before the attempt after ``attempt`` (doubling, capped)."""
-        return float(min(self.retry_cap, self.retry_base * 2 ** (attempt - 1)))
+        """Return the wait before the attempt after ``attempt`` (capped, fully jittered)."""
+        return backoff.delay(attempt, self.retry_base, self.retry_cap)
 
 
 @dataclass(frozen=True)
@@ -159,63 +164,34 @@ async def claim(db: Database, policy: Policy, *, limit: int = 1) -> list[Claim]:
     """
 
     async def unit(conn: AsyncConnection) -> list[Claim]:
-        now = utcnow()
-        rows = (
-            await conn.execute(
-                select(vod_job.c.id, vod_job.c.vod_id, vod_job.c.kind, vod_job.c.attempts)
-                .where(vod_job.c.state.in_(_ACTIVE), vod_job.c.due_at <= now)
-                .order_by(vod_job.c.due_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        claims = []
-        for row in rows:
-            if row.attempts >= policy.attempts:
-                reason = f"gave up after {row.attempts} attempts (the worker stopped)"
-                await finish(conn, row.id, row.vod_id, row.kind, "failed", reason)
-                continue
-            await conn.execute(
-                update(vod_job)
-                .where(vod_job.c.id == row.id)
-                .values(
-                    state="running",
-                    attempts=row.attempts + 1,
-                    due_at=now + timedelta(seconds=policy.lease),
-                    updated_at=now,
-                )
-            )
-            claims.append(Claim(row.id, row.vod_id, row.kind, row.attempts + 1))
-        return claims
+        taken = await QUEUE.claim(
+            conn,
+            limit=limit,
+            lease=policy.lease,
+            max_attempts=policy.attempts,
+            columns=(vod_job.c.vod_id, vod_job.c.kind),
+        )
+        for row in taken.exhausted:
+            reason = f"gave up after {row.attempts} attempts (the worker stopped)"
+            await finish(conn, row.id, row.vod_id, row.kind, "failed", reason)
+        return [Claim(c.row.id, c.row.vod_id, c.row.kind, c.attempt) for c in taken.held]
 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="vod_claim")
 
 
 async def holds(conn: AsyncConnection, held: Claim) -> bool:
     """Lock the job if ``held`` still owns it (same attempt, still running)."""
-    row = await conn.execute(
-        select(vod_job.c.id)
-        .where(
-            vod_job.c.id == held.job_id,
-            vod_job.c.state == "running",
-            vod_job.c.attempts == held.attempt,
-        )
-        .with_for_update()
-    )
-    return row.first() is not None
+    return await QUEUE.holds(conn, held.job_id, held.attempt)
 
 
 async def finish(
     conn: AsyncConnection, job_id: int, vod_id: int, kind: str, state: str, reason: str | None
 ) -> None:
     """Close a job as ``state`` (a failed build fails its VOD with ``reason``)."""
-    now = utcnow()
     if state == "failed" and kind == "build":
         await set_status(conn, vod_id, "failed", failure_reason=reason)
-    values: dict[str, Any] = {"state": state, "updated_at": now, "finished_at": now}
-    if reason is not None:
-        values["last_error"] = reason
-    await conn.execute(update(vod_job).where(vod_job.c.id == job_id).values(**values))
+    values = {} if reason is None else {"last_error": reason}
+    await QUEUE.close(conn, job_id, state, **values)
 
 
 async def succeed(db: Database, held: Claim, **values: Any) -> bool:
@@ -255,17 +231,7 @@ async def fail(
         if permanent or held.attempt >= policy.attempts:
             await finish(conn, held.job_id, held.vod_id, held.kind, "failed", reason)
             return "failed"
-        now = utcnow()
-        await conn.execute(
-            update(vod_job)
-            .where(vod_job.c.id == held.job_id)
-            .values(
-                state="pending",
-                due_at=now + timedelta(seconds=policy.delay(held.attempt)),
-                last_error=reason,
-                updated_at=now,
-            )
-        )
+        await QUEUE.retry(conn, held.job_id, policy.delay(held.attempt), last_error=reason)
         return "pending"
 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="vod_job_failed")
@@ -275,17 +241,7 @@ async def release(db: Database, held: Claim) -> None:
     """Give a job back untried (clean shutdown): due now, the attempt not counted."""
 
     async def unit(conn: AsyncConnection) -> None:
-        if await holds(conn, held):
-            await conn.execute(
-                update(vod_job)
-                .where(vod_job.c.id == held.job_id)
-                .values(
-                    state="pending",
-                    attempts=held.attempt - 1,
-                    due_at=utcnow(),
-                    updated_at=utcnow(),
-                )
-            )
+        await QUEUE.release(conn, held.job_id, held.attempt)
 
     await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="vod_job_release", deadline=2.0)
 
