@@ -194,7 +194,7 @@ async def test_vod_ready_announced_twice_is_delivered_once(
     owner, channel = await owned_channel(db)
     dispatcher = db_server.core.get(Metrics).dispatcher
     async with receiving() as receiver:
-        await http.post(
+        created = await http.post(
             f"/api/v1/channels/{channel.slug}/webhooks",
             json={"url": receiver.url, "events": ["vod.ready"]},
             headers=owner.headers,
@@ -203,14 +203,27 @@ async def test_vod_ready_announced_twice_is_delivered_once(
             while channel.id not in dispatcher.watch.channels:
                 await asyncio.sleep(0.02)
         announcement = {"type": "vod.ready", "vod_id": 77, "session_id": 5, "title": "Show"}
-        for _ in range(2):
-            await db_server.core.bus.publish(f"vod.{channel.id}", announcement)
-        [request] = await receiver.wait_for(1)
-        await asyncio.sleep(0.5)  # room for a (wrong) second delivery to arrive
-        assert len(receiver.requests) == 1
-    body = json.loads(request.body)
-    assert body["event"] == "vod.ready"
-    assert body["data"] == {"vod_id": 77, "session_id": 5, "title": "Show"}
+        # A third, different VOD after the two: announcements are handled in order, so once
+        # its delivery is written, so is every delivery the two copies of 77 would make.
+        marker = {"type": "vod.ready", "vod_id": 78, "session_id": 6, "title": "Next"}
+        for message in (announcement, announcement, marker):
+            await db_server.core.bus.publish(f"vod.{channel.id}", message)
+        async with asyncio.timeout(20):
+            while not any(json.loads(r.body)["data"]["vod_id"] == 78 for r in receiver.requests):
+                await receiver.wait_for(len(receiver.requests) + 1)
+        url = f"/api/v1/channels/{channel.slug}/webhooks/{created.json()['id']}/deliveries"
+        async with asyncio.timeout(10):
+            while True:
+                items = (await http.get(url, headers=owner.headers)).json()["items"]
+                if all(i["state"] == "delivered" for i in items):
+                    break
+                await asyncio.sleep(0.05)
+        assert len(items) == 2  # one delivery per VOD, each sent (so every request is in)
+        requests = receiver.requests
+    bodies = sorted((json.loads(r.body) for r in requests), key=lambda b: b["data"]["vod_id"])
+    assert [b["data"]["vod_id"] for b in bodies] == [77, 78]  # 77 arrived once
+    assert bodies[0]["event"] == "vod.ready"
+    assert bodies[0]["data"] == {"vod_id": 77, "session_id": 5, "title": "Show"}
 
 
 async def _add_deliveries(db: Database, webhook_id: int, count: int) -> None:
