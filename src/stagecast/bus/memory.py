@@ -49,10 +49,6 @@ class MemoryBus:
         """Always true: nothing can disconnect."""
         return True
 
-    def subscriber_count(self, topic: str) -> int:
-        """Return how many subscriptions ``topic`` has."""
-        return len(self._topics.get(topic, ()))
-
     async def close(self) -> None:
         """Drop every subscription."""
         self._topics.clear()

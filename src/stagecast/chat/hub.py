@@ -157,8 +157,6 @@ class Room:
             self._on_deleted(payload)
         elif kind in ("review", "reviewed"):
             self._announce(payload, staff_only=True)
-        elif kind == "settings":
-            self._announce(payload)
 
     def _on_message(self, payload: dict[str, Any]) -> None:
         message_id = payload.get("id")

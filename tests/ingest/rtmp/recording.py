@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from stagecast.ingest.rtmp import (
-    PublisherControl,
-    PublishRefused,
-    flv_header,
-    flv_metadata_tag,
-    flv_tag,
-)
-from stagecast.ingest.rtmp.flv import TAG_AUDIO, TAG_VIDEO
+from stagecast.ingest.rtmp import PublisherControl, PublishRefused, amf0
+from stagecast.live import flv
+from stagecast.live.flv import AUDIO as TAG_AUDIO
+from stagecast.live.flv import VIDEO as TAG_VIDEO
+
+
+def metadata_tag(metadata: dict[str, object]) -> bytes:
+    """Return the FLV ``onMetaData`` script tag carrying ``metadata`` as an ECMA array."""
+    return flv.tag(flv.SCRIPT, 0, amf0.encode("onMetaData") + amf0.encode_ecma_array(metadata))
 
 
 @dataclass
@@ -31,9 +32,9 @@ class Recording:
 
     def flv(self) -> bytes:
         """Return the stream as an FLV file: header, onMetaData, then every tag."""
-        parts = [flv_header(has_audio=True, has_video=True)]
-        parts += [flv_metadata_tag(m) for m in self.metadata[:1]]
-        parts += [flv_tag(kind, stamp, body) for kind, stamp, body in self.media]
+        parts = [flv.header(has_audio=True, has_video=True)]
+        parts += [metadata_tag(m) for m in self.metadata[:1]]
+        parts += [flv.tag(kind, stamp, body) for kind, stamp, body in self.media]
         return b"".join(parts)
 
     async def wait_for_video(self, count: int, timeout: float) -> None:

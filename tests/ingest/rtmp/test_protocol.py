@@ -11,7 +11,7 @@ import pytest
 
 from stagecast.ingest.rtmp import BAD_CONNECTION, BAD_NAME, RtmpServer, amf0, chunks
 from stagecast.ingest.rtmp.chunks import Message
-from stagecast.ingest.rtmp.flv import flv_tag
+from stagecast.live.flv import tag as flv_tag
 from tests.ingest.rtmp.client import RawClient
 from tests.ingest.rtmp.recording import RecordingHandler
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from stagecast.ingest.rtmp import RtmpServer
-from stagecast.ingest.rtmp.flv import TAG_AUDIO, TAG_VIDEO
+from stagecast.live.flv import AUDIO as TAG_AUDIO
+from stagecast.live.flv import VIDEO as TAG_VIDEO
 from tests.ingest.rtmp.media import FPS, HEVC, decode, finished, publishing
 from tests.ingest.rtmp.recording import Recording, RecordingHandler
 

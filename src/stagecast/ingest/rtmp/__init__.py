@@ -1,6 +1,8 @@
-"""The RTMP publish server (OBS, ffmpeg): handshake, chunk stream, AMF0 commands, FLV output."""
+"""The RTMP publish server (OBS, ffmpeg): handshake, chunk stream, AMF0 commands.
 
-from stagecast.ingest.rtmp.flv import flv_header, flv_metadata_tag, flv_tag
+Media message bodies are FLV tag bodies; ``stagecast.live.flv`` turns them into FLV for ffmpeg.
+"""
+
 from stagecast.ingest.rtmp.handler import (
     BAD_CONNECTION,
     BAD_NAME,
@@ -21,7 +23,4 @@ __all__ = [
     "PublisherControl",
     "RtmpLimits",
     "RtmpServer",
-    "flv_header",
-    "flv_metadata_tag",
-    "flv_tag",
 ]

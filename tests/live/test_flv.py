@@ -6,7 +6,8 @@ import struct
 
 import pytest
 
-from stagecast.ingest.rtmp import amf0, flv_header, flv_metadata_tag, flv_tag
+from stagecast.live.flv import header as flv_header
+from stagecast.live.flv import tag as flv_tag
 
 
 def test_header_flags_and_previous_tag_size_zero() -> None:
@@ -28,17 +29,6 @@ def test_tag_layout_with_the_upper_timestamp_byte_and_trailer() -> None:
 def test_timestamps_past_32_bits_wrap_as_flv_requires() -> None:
     """FLV time is 32-bit: a 64-bit millisecond count is taken modulo 2^32."""
     assert flv_tag(8, (1 << 32) + 5, b"")[4:8] == b"\x00\x00\x05\x00"
-
-
-def test_metadata_tag_is_an_on_metadata_script_tag() -> None:
-    """The script tag holds "onMetaData" and an ECMA array of the metadata."""
-    tag = flv_metadata_tag({"width": 640.0, "encoder": "obs"})
-    assert tag[0] == 18
-    body = tag[11:-4]
-    name, data = amf0.decode_values(body)
-    assert name == "onMetaData"
-    assert isinstance(data, amf0.EcmaArray)
-    assert data == {"width": 640.0, "encoder": "obs"}
 
 
 @pytest.mark.parametrize(("tag_type", "stamp", "size"), [(7, 0, 0), (8, -1, 0), (9, 0, 0x1000000)])
