@@ -47,12 +47,13 @@ async def test_locked_database_from_a_second_writer_is_retried(tmp_path: Path) -
         )
 
     task = asyncio.create_task(db.run(bump, kind=Kind.WRITE))
-    await asyncio.sleep(0.5)
-    assert not task.done()
+    async with asyncio.timeout(5):  # until attempts were refused for the lock and retried
+        while db.stats.retries[Kind.WRITE] < 2 and not task.done():
+            await asyncio.sleep(0.01)
+    assert not task.done()  # still retrying while the other writer holds the lock
     other.execute("COMMIT")
     other.close()
     assert await task == 101
-    assert db.stats.retries[Kind.WRITE] >= 1
     await db.dispose()
 
 
