@@ -30,6 +30,7 @@ from stagecast.ingest import servers as ingest_servers
 from stagecast.ingest.http import router as ingest_router
 from stagecast.live import runtime as live_runtime
 from stagecast.live.hooks import SessionHooks
+from stagecast.live.manager import LiveManager
 from stagecast.live.router import router as live_router
 from stagecast.live.storage import LocalStorage, SegmentStorage
 from stagecast.metrics import runtime as metrics_runtime
@@ -60,6 +61,23 @@ def _vod_counters(core: Core) -> StatsSource:
     )
 
 
+def _archive_counters(core: Core) -> StatsSource:
+    """Export what the live sessions' archivers wait on, and what they gave up, on /metrics."""
+    manager = core.get(LiveManager)
+    return StatsSource(
+        "live_archive",
+        lambda: {
+            "rows_waiting": manager.archive_rows_waiting,
+            "rows_dropped": manager.archive_rows_dropped,
+        },
+        frozenset({"rows_waiting"}),
+        {
+            "rows_waiting": "Rows of live sessions waiting for the database",
+            "rows_dropped": "Segment rows given up after too many waited for the database",
+        },
+    )
+
+
 # The VOD starter goes first: its session-end hook must be in place before the live manager
 # reconciles (and may end) sessions left over from a crash.
 STARTERS: list[Starter] = [
@@ -68,7 +86,7 @@ STARTERS: list[Starter] = [
     ingest_servers.start,
     start_chat,
     # The studio reads the sessions the live manager holds: it starts after it.
-    metrics_runtime.starter(sources=[_chat_counters, _vod_counters]),
+    metrics_runtime.starter(sources=[_chat_counters, _vod_counters, _archive_counters]),
 ]
 
 

@@ -47,7 +47,11 @@ async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
                 put = await client.put(f"{base}/seg-{number}.m4s", content=data, headers=auth)
                 assert put.status_code == 204, put.text
         assert session.playlist_text("source").count("#EXTINF") == 5  # type: ignore[union-attr]
+        scrape = (await client.get("/metrics")).text
+        assert "stagecast_live_archive_rows_waiting 4.0" in scrape  # the stalled segments' rows
+        assert "stagecast_live_archive_rows_dropped_total 0.0" in scrape
     assert await session.flush(30)
+    assert "stagecast_live_archive_rows_waiting 0.0" in (await client.get("/metrics")).text
 
     async def rows(conn: AsyncConnection) -> int:
         query = select(func.count()).select_from(segment).where(segment.c.session_id == session.id)

@@ -78,6 +78,17 @@ class LiveManager:
         self._held: dict[int, _Held] = {}  # by channel id
         self._locks: dict[int, asyncio.Lock] = {}  # by channel id, while it has a session here
         self._tasks: list[asyncio.Task[None]] = []
+        self._rows_dropped_closed = 0  # by sessions no longer held
+
+    @property
+    def archive_rows_dropped(self) -> int:
+        """Return how many segment rows this process gave up waiting for the database."""
+        return self._rows_dropped_closed + sum(h.session.rows_dropped for h in self._held.values())
+
+    @property
+    def archive_rows_waiting(self) -> int:
+        """Return how many rows of the sessions held here wait for the database now."""
+        return sum(h.session.unarchived for h in self._held.values())
 
     def _lock(self, channel_id: int) -> asyncio.Lock:
         """Return the lock that orders ``channel_id``'s transitions (created on first use)."""
@@ -202,6 +213,7 @@ class LiveManager:
         if held is None or held.session is not session:
             return
         del self._held[session.channel_id]
+        self._rows_dropped_closed += session.rows_dropped
         if held.grace is not None:
             held.grace.cancel()
         if held.kick is not None:
@@ -312,6 +324,7 @@ class LiveManager:
             return False
         if self._held.get(channel_id) is held:
             del self._held[channel_id]
+            self._rows_dropped_closed += session.rows_dropped
         if held.grace is not None and held.grace is not asyncio.current_task():
             held.grace.cancel()
         session.state = "ended"

@@ -339,6 +339,11 @@ class LiveSession:
         return await self._archiver.flush(timeout)
 
     @property
+    def rows_dropped(self) -> int:
+        """Return how many segment rows were given up because too many waited (never inits)."""
+        return self._archiver.dropped
+
+    @property
     def unarchived(self) -> int:
         """Return how many segments wait for their database row."""
         return self._archiver.pending
