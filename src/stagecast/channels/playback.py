@@ -6,15 +6,34 @@ does not open another. Players carry it as ``?token=`` on playlist and segment r
 A *link key* is what makes an unlisted VOD's link unguessable (VOD ids count up, so the id
 alone would let anyone walk through them): it never expires, opens only an unlisted VOD (not
 a private one), and is the same every time for one VOD, so a shared link keeps working.
+
+``carry`` writes the token (and any other query) into every URI of a playlist served with
+it, so a player that was handed one URL keeps the token on every request it makes.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from stagecast.signing import BadSignature, sign, unsign
 
 _PURPOSE = "playback"
 _LINK = "link"
 DEFAULT_TTL = 6 * 3600.0
+
+
+def channel_target(channel_id: int) -> str:
+    """Return the target a channel's playback tokens are bound to."""
+    return f"channel:{channel_id}"
+
+
+def vod_target(vod_id: int) -> str:
+    """Return the target a VOD's playback tokens and link key are bound to."""
+    return f"vod:{vod_id}"
 
 
 def issue(secret: str, target: str, ttl: float = DEFAULT_TTL) -> str:
@@ -46,3 +65,61 @@ def _bound(secret: str, purpose: str, token: str | None, target: str) -> bool:
     except BadSignature:
         return False
     return isinstance(payload, dict) and payload.get("t") == target
+
+
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]+)"')
+
+
+def carry(text: str, query: Mapping[str, str | None]) -> str:
+    """Return playlist ``text`` with ``query`` (its non-empty items) added to every URI.
+
+    URIs are the lines that are not tags, and every ``URI="..."`` attribute of a tag
+    (``EXT-X-MAP``, and the LL-HLS ``EXT-X-PART``, ``EXT-X-PRELOAD-HINT`` and
+    ``EXT-X-RENDITION-REPORT``), so a part or a hinted part needs no token of its own.
+    """
+    kept = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items() if v)
+    if not kept:
+        return text
+
+    def extended(uri: str) -> str:
+        return f"{uri}{'&' if '?' in uri else '?'}{kept}"
+
+    lines = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            line = extended(line)
+        elif 'URI="' in line:
+            line = _URI_ATTRIBUTE.sub(lambda m: f'URI="{extended(m.group(1))}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+class PlaybackTokenIn(BaseModel):
+    """How long a new playback link should work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hours: float = Field(default=6.0, gt=0, le=24 * 30)
+
+
+class PlaybackTokenOut(BaseModel):
+    """A signed, expiring link to a private channel or VOD: the page and the playlist."""
+
+    token: str
+    expires_in: int
+    watch_url: str
+    playback_url: str
+
+    @classmethod
+    def signed(
+        cls, secret: str, target: str, body: PlaybackTokenIn, *, page: str, playlist: str
+    ) -> PlaybackTokenOut:
+        """Sign a token for ``target`` valid ``body.hours``; return it with both its URLs."""
+        ttl = body.hours * 3600
+        token = issue(secret, target, ttl)
+        return cls(
+            token=token,
+            expires_in=int(ttl),
+            watch_url=f"{page}?token={token}",
+            playback_url=f"{playlist}?token={token}",
+        )

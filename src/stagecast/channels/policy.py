@@ -3,14 +3,20 @@
 Every chat, moderation, VOD, live and metrics action asks ``allowed`` (or ``require``), given
 the caller's ``Access`` to the channel. A caller who may not even know the channel exists gets
 NotFound, never Forbidden, so private channels and foreign studios are not revealed.
+
+Watching (live HLS, VODs, the viewer feed, chat history) goes through ``can_view``: a
+playback token (``?token=``, see ``channels.playback``) is judged by ``with_token``, and the
+caller's moderator grant is read only when nothing cheaper lets them in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from stagecast.auth.service import Account
+from stagecast.channels import playback
 from stagecast.errors import NotFound
 
 
@@ -67,11 +73,11 @@ class Access:
 
 def allowed(access: Access, action: Action) -> bool:
     """Tell whether the caller may perform ``action`` on the channel."""
-    can_view = access.visibility != "private" or access.is_staff or access.playback_token_ok
+    viewer = access.visibility != "private" or access.is_staff or access.playback_token_ok
     if action is Action.VIEW:
-        return can_view
+        return viewer
     if action is Action.POST:
-        return can_view and access.account is not None
+        return viewer and access.account is not None
     if access.is_owner or access.is_admin:
         return True
     grant = access.moderator
@@ -94,3 +100,26 @@ def require(access: Access, action: Action, *, what: str = "channel") -> None:
     """
     if not allowed(access, action):
         raise NotFound(f"{what} not found")
+
+
+def with_token(access: Access, secret: str, token: str | None, target: str) -> Access:
+    """Return ``access`` with ``playback_token_ok`` set: is ``token`` a live playback token
+    for ``target`` (``playback.channel_target`` or ``playback.vod_target``)?"""
+    return replace(access, playback_token_ok=playback.allows(secret, token, target))
+
+
+Standing = Callable[[], Awaitable[Access]]
+
+
+async def can_view(access: Access, standing: Standing | None = None, *, what: str) -> Access:
+    """Return the access under which the caller may watch; raise NotFound if they may not.
+
+    ``access`` holds what is known without a query (visibility, owner, account, the token's
+    verdict from ``with_token``). ``standing`` returns the caller's full standing (their
+    moderator grant); it is awaited only when ``access`` does not let them in, and keeps the
+    token's verdict.
+    """
+    if not allowed(access, Action.VIEW) and standing is not None:
+        access = replace(await standing(), playback_token_ok=access.playback_token_ok)
+    require(access, Action.VIEW, what=what)
+    return access

@@ -4,6 +4,10 @@ The process that holds a session serves its playlists from memory; any other pro
 the copies the session writes to storage, so viewers can hit any process. Playlists are
 ``no-cache``, segments immutable. Private channels need a playback token (``?token=``), which
 is carried into every URI of the playlists served with it.
+
+``lookups(core)`` is this process's one cache of slug → channel and active session, and
+``watchable`` the one check of who may watch a live channel; the studio's viewer feed and
+heartbeat use both.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import logging
 import re
 import secrets
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
@@ -22,7 +25,8 @@ from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
 from stagecast.auth.service import Account
 from stagecast.cache import TtlCache
 from stagecast.channels import playback
-from stagecast.channels.policy import Action, allowed, require
+from stagecast.channels.playback import PlaybackTokenIn, PlaybackTokenOut, channel_target
+from stagecast.channels.policy import Access, Action, can_view, require, with_token
 from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound
@@ -42,62 +46,64 @@ _PLAYLIST_HEADERS = {"Cache-Control": "no-cache, max-age=1"}
 _VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
-class _Lookups:
-    """Per-process cache of slug → channel and active session (1 s), so polling is cheap."""
-
-    def __init__(self) -> None:
-        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=1.0)
+LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
 
 
-def _lookups(core: Core) -> _Lookups:
+class Lookups:
+    """Per-process cache of slug → channel and active session, so polling is cheap.
+
+    An unknown slug is cached too (as None): probing slugs costs one query a second each.
+    """
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=LOOKUP_TTL)
+
+    async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
+        """Return the channel ``slug`` and its active session, or None if there is none.
+
+        ``fresh`` skips the cached value; concurrent misses share one query (a hundred feeds
+        resynchronising after a bus gap read the database once).
+        """
+        return await self.cache.get(
+            slug, lambda: service.channel_live(self._core.db, slug), fresh=fresh
+        )
+
+
+def lookups(core: Core) -> Lookups:
+    """Return this process's slug lookups (made on first use)."""
     try:
-        return core.get(_Lookups)
+        return core.get(Lookups)
     except KeyError:
-        lookups = _Lookups()
-        core.register(lookups)
-        return lookups
+        found = Lookups(core)
+        core.register(found)
+        return found
 
 
-async def _channel(core: Core, slug: str) -> ChannelLive:
-    found = await _lookups(core).cache.get(slug, lambda: service.channel_live(core.db, slug))
+async def watchable(
+    core: Core, slug: str, token: str | None, account: Account | None
+) -> ChannelLive:
+    """Return the channel ``slug`` if the caller may watch it; else NotFound (unknown too).
+
+    Public and unlisted channels are open; private ones need a playback token bound to the
+    channel or a staff account (see ``channels.policy.can_view``).
+    """
+    found = await lookups(core).channel(slug)
     if found is None:
         raise NotFound("channel not found")
+    known = Access(found.channel_id, found.owner_id, found.visibility, account)
+    known = with_token(known, core.secret_key, token, channel_target(found.channel_id))
+
+    async def standing() -> Access:
+        _, access = await access_to(core.db, found.slug, account)
+        return access
+
+    await can_view(known, standing if account is not None else None, what="channel")
     return found
 
 
-async def _authorize(
-    core: Core, found: ChannelLive, token: str | None, account: Account | None
-) -> None:
-    """Raise NotFound unless the caller may watch ``found`` (token, visibility or staff)."""
-    if found.visibility != "private":
-        return
-    if playback.allows(core.secret_key, token, f"channel:{found.channel_id}"):
-        return
-    if account is not None:
-        _, access = await access_to(core.db, found.slug, account)
-        if allowed(access, Action.VIEW):
-            return
-    raise NotFound("channel not found")
-
-
-def _with_query(text: str, params: dict[str, str | None]) -> str:
-    """Append a query (playback token, viewer session) to every URI of a playlist."""
-    kept = {k: v for k, v in params.items() if v}
-    if not kept:
-        return text
-    suffix = "?" + urlencode(kept)
-    lines = []
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            line += suffix
-        elif line.startswith("#EXT-X-MAP:URI="):
-            line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m.group(1)}{suffix}"', line)
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
 def _playlist(text: str, token: str | None, viewer: str | None = None) -> Response:
-    body = _with_query(text, {"token": token, "vs": viewer})
+    body = playback.carry(text, {"token": token, "vs": viewer})
     return Response(body, media_type=PLAYLIST_TYPE, headers=_PLAYLIST_HEADERS)
 
 
@@ -133,8 +139,7 @@ async def master(
     (the studio's own player) leaves it out, so the broadcaster is not counted.
     """
     viewer = None if preview else _viewer_id(vs)
-    found = await _channel(core, slug)
-    await _authorize(core, found, token, account)
+    found = await watchable(core, slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
     local = core.get(LiveManager).local(found.channel_id)
@@ -219,8 +224,7 @@ async def _current(
 ) -> ChannelLive:
     if not _RENDITION.fullmatch(rendition):
         raise NotFound("not found")
-    found = await _channel(core, slug)
-    await _authorize(core, found, token, account)
+    found = await watchable(core, slug, token, account)
     if found.session_id != session_id:
         raise NotFound("not the channel's current session")
     return found
@@ -247,11 +251,10 @@ async def live_status(
     slug: str, core: CoreDep, account: MaybeAccountDep, token: TokenQuery = None
 ) -> LiveStatus:
     """Say whether the channel is live (public, or with access for private channels)."""
-    found = await _channel(core, slug)
-    await _authorize(core, found, token, account)
+    found = await watchable(core, slug, token, account)
     issued = None
     if found.visibility == "private":
-        issued = token or playback.issue(core.secret_key, f"channel:{found.channel_id}")
+        issued = token or playback.issue(core.secret_key, channel_target(found.channel_id))
     state = found.state or "offline"
     live = state in ("live", "reconnecting")
     master_url = f"/hls/{found.slug}/master.m3u8" if found.session_id is not None else None
@@ -270,30 +273,22 @@ async def live_status(
     )
 
 
-class TokenOut(BaseModel):
-    """A playback link for a private channel."""
-
-    token: str
-    expires_in: int
-    watch_url: str
-
-
-class TokenIn(BaseModel):
-    """How long the link should work."""
-
-    hours: float = Field(default=6.0, gt=0, le=24 * 30)
-
-
-@router.post("/api/v1/channels/{slug}/playback-tokens", response_model=TokenOut, status_code=201)
+@router.post(
+    "/api/v1/channels/{slug}/playback-tokens", response_model=PlaybackTokenOut, status_code=201
+)
 async def create_playback_token(
-    slug: str, body: TokenIn, account: AccountDep, core: CoreDep
-) -> TokenOut:
+    slug: str, body: PlaybackTokenIn, account: AccountDep, core: CoreDep
+) -> PlaybackTokenOut:
     """Make a signed, expiring link to a channel (owners and admins)."""
     found, access = await access_to(core.db, slug, account)
     require(access, Action.MANAGE)
-    ttl = body.hours * 3600
-    token = playback.issue(core.secret_key, f"channel:{found.id}", ttl)
-    return TokenOut(token=token, expires_in=int(ttl), watch_url=f"/c/{found.slug}?token={token}")
+    return PlaybackTokenOut.signed(
+        core.secret_key,
+        channel_target(found.id),
+        body,
+        page=f"/c/{found.slug}",
+        playlist=f"/hls/{found.slug}/master.m3u8",
+    )
 
 
 @router.post("/api/v1/channels/{slug}/end", status_code=204)
@@ -303,7 +298,7 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
     require(access, Action.MANAGE)
     manager = core.get(LiveManager)
     if await manager.end(found.id, "ended by the broadcaster"):
-        _lookups(core).cache.invalidate(slug)
+        lookups(core).cache.invalidate(slug)
         return
     current = await service.channel_live(core.db, slug)
     if current is None or current.session_id is None:
@@ -313,4 +308,4 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
     await manager.end_remote(
         current.session_id, "ended by the broadcaster", ("idle", "live", "reconnecting")
     )
-    _lookups(core).cache.invalidate(slug)
+    lookups(core).cache.invalidate(slug)

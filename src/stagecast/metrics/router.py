@@ -19,12 +19,11 @@ from stagecast import cursors
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
 from stagecast.auth.service import Account
 from stagecast.bus import BusUnavailable
-from stagecast.channels import playback
-from stagecast.channels.policy import Access, Action, allowed, require
+from stagecast.channels.policy import Access, Action, require
 from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound, TooManyRequests
-from stagecast.live.service import ChannelLive
+from stagecast.live.router import watchable
 from stagecast.metrics import delivery, history, webhooks
 from stagecast.metrics.dispatch import CHANGED_TOPIC
 from stagecast.metrics.feed import EventStream, FeedContext, studio_feed, viewer_feed
@@ -72,24 +71,6 @@ async def _managed(core: Core, slug: str, account: Account) -> int:
     found, access = await access_to(core.db, slug, account)
     require(access, Action.MANAGE)
     return found.id
-
-
-async def _watchable(
-    metrics: Metrics, slug: str, token: str | None, account: Account | None
-) -> ChannelLive:
-    """Return the channel if the caller may watch it (as ``live.router`` decides); else 404."""
-    found = await metrics.channel(slug)
-    if found is None:
-        raise NotFound("channel not found")
-    if found.visibility != "private":
-        return found
-    if playback.allows(metrics.core.secret_key, token, f"channel:{found.channel_id}"):
-        return found
-    if account is not None:
-        _, access = await access_to(metrics.core.db, slug, account)
-        if allowed(access, Action.VIEW):
-            return found
-    raise NotFound("channel not found")
 
 
 def _context(metrics: Metrics, slug: str, channel_id: int, *, studio: bool) -> FeedContext:
@@ -156,7 +137,7 @@ async def viewer_events(
     Sent when something changes, with a heartbeat comment every 15 s otherwise.
     """
     metrics = core.get(Metrics)
-    found = await _watchable(metrics, slug, token, account)
+    found = await watchable(core, slug, token, account)
     release = metrics.viewer_slots.acquire(found.channel_id)
     latest = metrics.publisher.latest.get(found.channel_id)
     viewers = int(latest["viewers"]["current"]) if latest is not None else 0
@@ -186,7 +167,7 @@ async def heartbeat(
     if wait is not None:
         raise TooManyRequests("too many heartbeats", retry_after=wait)
     metrics = core.get(Metrics)
-    found = await _watchable(metrics, slug, token, account)
+    found = await watchable(core, slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
     metrics.viewers.seen(found.session_id, body.vs)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from stagecast.cache import TtlCache
 from stagecast.core import Core
-from stagecast.live import service as live_service
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.manager import LiveManager
+from stagecast.live.router import lookups
 from stagecast.live.service import ChannelLive
 from stagecast.metrics import history
 from stagecast.metrics.delivery import Policy
@@ -36,7 +36,6 @@ from stagecast.metrics.webhooks import on_session_ended
 
 Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
 SourceFactory = Callable[[Core], StatsSource]
-LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
 
 
 @dataclass
@@ -53,17 +52,11 @@ class Metrics:
     viewer_slots: Slots
     studio_stats: FeedStats
     viewer_stats: FeedStats
-    lookups: TtlCache[str, ChannelLive | None]
+    lookups: TtlCache[str, ChannelLive | None]  # the live HLS router's, shared
 
     async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
-        """Return the channel ``slug`` and its active session, cached for a second.
-
-        Concurrent misses share one query (a hundred feeds resynchronising after a bus gap
-        read the database once).
-        """
-        return await self.lookups.get(
-            slug, lambda: live_service.channel_live(self.core.db, slug), fresh=fresh
-        )
+        """Return the channel ``slug`` and its active session (``live.router.Lookups``)."""
+        return await lookups(self.core).channel(slug, fresh=fresh)
 
 
 def _presence(core: Core) -> Presence:
@@ -177,7 +170,7 @@ async def _start(core: Core, stack: AsyncExitStack, sources: Sequence[SourceFact
         ),
         studio_stats=studio_stats,
         viewer_stats=viewer_stats,
-        lookups=TtlCache(max_entries=10_000, ttl=LOOKUP_TTL),
+        lookups=lookups(core).cache,
     )
     exporter.add(DbCollector(core.db.stats))
     exporter.add(IngestCollector(ingest))

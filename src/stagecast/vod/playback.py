@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 import stagecast
 from stagecast.auth.deps import CoreDep, identify
 from stagecast.channels import playback as tokens
-from stagecast.channels.policy import Action, allowed, require
+from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.core import Core
 from stagecast.errors import NotFound
 from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
@@ -61,19 +61,23 @@ async def _watchable(
     The caller's identity is only looked up when the VOD is not open to everyone.
     """
     found = await service.playable(core.db, vod_id)
-    # Tokens are base64url: anything else is no token (and would trip hmac.compare_digest).
-    token = token if token and token.isascii() else None
-    target = f"vod:{found.id}"
-    token_ok = tokens.allows(core.secret_key, token, target)
-    link_ok = not token_ok and tokens.opens_link(core.secret_key, token, target)
-    access = found.access(None, playback_token_ok=token_ok, link_ok=link_ok)
-    if not allowed(access, Action.VIEW):
+    target = tokens.vod_target(found.id)
+    # The link key decides the visibility itself: without it an unlisted VOD is private.
+    link_ok = tokens.opens_link(core.secret_key, token, target)
+    known = with_token(found.access(None, link_ok=link_ok), core.secret_key, token, target)
+
+    async def standing() -> Access:
         caller = await identify(request, core)
-        access = await service.viewer_access(
-            core.db, found, caller.account, playback_token_ok=token_ok, link_ok=link_ok
+        return await service.viewer_access(
+            core.db,
+            found,
+            caller.account,
+            playback_token_ok=known.playback_token_ok,
+            link_ok=link_ok,
         )
-    require(access, Action.VIEW, what="vod")
-    return found, token if token_ok or link_ok else None
+
+    access = await can_view(known, standing, what="vod")
+    return found, token if access.playback_token_ok or link_ok else None
 
 
 async def _ready(
@@ -83,21 +87,6 @@ async def _ready(
     if found.status != "ready":
         raise NotFound("the vod is not ready")
     return found, token
-
-
-def with_token(text: str, token: str | None) -> str:
-    """Return ``text`` with ``?token=`` added to every URI (segment lines and URI="...")."""
-    if not token:
-        return text
-    suffix = f"?token={quote(token, safe='')}"
-    lines = []
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            line += suffix
-        elif 'URI="' in line:
-            line = re.sub(r'URI="([^"]+)"', lambda m: f'URI="{m.group(1)}{suffix}"', line)
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 def _scope(found: Vod) -> str:
@@ -110,7 +99,7 @@ async def _playlist(core: Core, found: Vod, path: str, token: str | None) -> Res
     except (FileNotFoundError, StorageError) as exc:
         raise NotFound("not found") from exc
     return Response(
-        with_token(text, token),
+        tokens.carry(text, {"token": token}),
         media_type=PLAYLIST_TYPE,
         headers={"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}"},
     )

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
-from stagecast.channels import playback as tokens
+from stagecast.channels.playback import PlaybackTokenIn, PlaybackTokenOut, vod_target
 from stagecast.channels.policy import Action, require
 from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.errors import NotFound
@@ -19,8 +19,6 @@ from stagecast.vod import library, service
 from stagecast.vod.schemas import (
     PublicVodPage,
     Status,
-    TokenIn,
-    TokenOut,
     VodOut,
     VodPage,
     VodPatchIn,
@@ -86,20 +84,21 @@ async def delete_vod(vod_id: VodId, account: AccountDep, core: CoreDep) -> None:
 
 
 @router.post(
-    "/api/v1/studio/vods/{vod_id}/playback-tokens", response_model=TokenOut, status_code=201
+    "/api/v1/studio/vods/{vod_id}/playback-tokens",
+    response_model=PlaybackTokenOut,
+    status_code=201,
 )
 async def create_playback_token(
-    vod_id: VodId, body: TokenIn, account: AccountDep, core: CoreDep
-) -> TokenOut:
+    vod_id: VodId, body: PlaybackTokenIn, account: AccountDep, core: CoreDep
+) -> PlaybackTokenOut:
     """Make a signed, expiring link to one VOD (for private VODs; owners and admins)."""
     found = await service.get_vod(core.db, account, vod_id)
-    ttl = body.hours * 3600
-    token = tokens.issue(core.secret_key, f"vod:{found.id}", ttl)
-    return TokenOut(
-        token=token,
-        expires_in=int(ttl),
-        watch_url=f"{page_url(found.id)}?token={token}",
-        playback_url=f"{playback_url(found.id)}?token={token}",
+    return PlaybackTokenOut.signed(
+        core.secret_key,
+        vod_target(found.id),
+        body,
+        page=page_url(found.id),
+        playlist=playback_url(found.id),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stagecast.channels.playback import link_key
+from stagecast.channels.playback import link_key, vod_target
 from stagecast.vod.library import Page, Vod
 
 Status = Literal["processing", "ready", "failed"]
@@ -99,7 +99,7 @@ class VodOut(PublicVodOut):
         """Shape a VOD for its owner: an unlisted VOD's URLs carry its link key."""
         urls = PublicVodOut.of(found).model_dump()
         if found.effective_visibility == "unlisted":
-            suffix = f"?token={link_key(secret, f'vod:{found.id}')}"
+            suffix = f"?token={link_key(secret, vod_target(found.id))}"
             for name in ("playback_url", "page_url", "thumbnail_url"):
                 if urls[name] is not None:
                     urls[name] += suffix
@@ -153,20 +153,3 @@ class PublicVodPage(BaseModel):
             next_cursor=page.next_cursor,
             has_more=page.has_more,
         )
-
-
-class TokenIn(BaseModel):
-    """How long the link should work."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hours: float = Field(default=6.0, gt=0, le=24 * 30)
-
-
-class TokenOut(BaseModel):
-    """A signed, expiring link to one VOD (for private VODs)."""
-
-    token: str
-    expires_in: int
-    watch_url: str
-    playback_url: str
