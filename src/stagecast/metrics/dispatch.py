@@ -51,8 +51,7 @@ def vod_topic(channel_id: int) -> str:
 
 def is_vod_ready(message: dict[str, Any]) -> bool:
     """Tell whether a ``vod.<channel>`` message says a VOD is ready."""
-    kind = message.get("type")
-    return kind == "vod.ready" or (kind == "vod" and message.get("status") == "ready")
+    return message.get("type") == "vod.ready"
 
 
 class VodWatch:
