@@ -16,14 +16,14 @@ from stagecast.auth.deps import (
     CoreDep,
 )
 from stagecast.auth.schemas import (
+    ApiTokenIn,
+    ApiTokenOut,
     InviteIn,
     InviteOut,
     LoginIn,
     RegisterIn,
     RoleIn,
     SessionOut,
-    TokenIn,
-    TokenOut,
     UserCreateIn,
     UserOut,
     UserPage,
@@ -108,10 +108,10 @@ async def register(body: RegisterIn, request: Request, core: CoreDep) -> UserOut
     return user_out(account)
 
 
-@router.post("/auth/tokens", response_model=TokenOut, status_code=201)
-async def create_token(body: TokenIn, account: AccountDep, core: CoreDep) -> TokenOut:
+@router.post("/auth/tokens", response_model=ApiTokenOut, status_code=201)
+async def create_token(body: ApiTokenIn, account: AccountDep, core: CoreDep) -> ApiTokenOut:
     """Create an API token for the caller; the token is shown only in this response."""
-    return TokenOut(token=await service.create_api_token(core.db, account.id, body.name))
+    return ApiTokenOut(token=await service.create_api_token(core.db, account.id, body.name))
 
 
 @router.get("/users", response_model=UserPage)

@@ -45,7 +45,7 @@ class RoleIn(Strict):
     role: Role
 
 
-class TokenIn(Strict):
+class ApiTokenIn(Strict):
     """A new API token's label."""
 
     name: str = Field(default="api", min_length=1, max_length=64)
@@ -74,7 +74,7 @@ class SessionOut(BaseModel):
     csrf_token: str | None = None
 
 
-class TokenOut(BaseModel):
+class ApiTokenOut(BaseModel):
     """A freshly made API token (shown once)."""
 
     token: str
