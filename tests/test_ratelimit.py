@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from stagecast import ratelimit
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from tests.conftest import BUSES, REDIS_URL, unique
 
@@ -41,15 +42,33 @@ async def test_keys_are_independent_and_reset_clears(limiter: RateLimiter) -> No
     assert await limiter.hit("a", 1, 10.0) is None
 
 
-async def test_window_slides(limiter: RateLimiter) -> None:
-    """Once the window has passed, events are allowed again."""
-    assert await limiter.hit("w", 1, 0.2) is None
-    wait = await limiter.hit("w", 1, 0.2)
-    assert wait is not None
-    import asyncio
+class Clock:
+    """Stands in for the ``time`` module in ``stagecast.ratelimit``: time moves when told."""
 
-    await asyncio.sleep(wait + 0.05)
-    assert await limiter.hit("w", 1, 0.2) is None
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def monotonic(self) -> float:
+        """Return the fake monotonic time (seconds)."""
+        return self.now
+
+    def time(self) -> float:
+        """Return the fake wall time (seconds)."""
+        return self.now
+
+
+async def test_window_slides(limiter: RateLimiter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal's wait is exact: just before it still refused, just after it allowed again."""
+    clock = Clock()
+    monkeypatch.setattr(ratelimit, "time", clock)
+    assert await limiter.hit("w", 1, 10.0) is None
+    clock.now += 4.0
+    wait = await limiter.hit("w", 1, 10.0)
+    assert wait == pytest.approx(6.0, abs=0.002)
+    clock.now += wait - 0.01
+    assert await limiter.hit("w", 1, 10.0) is not None
+    clock.now += 0.02
+    assert await limiter.hit("w", 1, 10.0) is None
 
 
 async def test_memory_limiter_is_bounded() -> None:
