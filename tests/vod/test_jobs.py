@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import timedelta
 
 import m3u8
@@ -19,6 +20,7 @@ from stagecast.live.models import segment
 from stagecast.live.storage import LocalStorage, session_path
 from stagecast.vod import counters, jobs, service
 from stagecast.vod.building import MASTER, PLAYLIST
+from stagecast.vod.jobs import Policy
 from stagecast.vod.models import vod, vod_job
 from stagecast.vod.worker import VodWorker
 from tests.vod.conftest import POLICY, count, drain, make_channel, make_worker, scalar
@@ -274,3 +276,14 @@ async def test_a_ready_vod_is_announced_on_the_bus_after_commit(
         "channel_id": channel.id,
         "duration": pytest.approx(row.duration),  # type: ignore[attr-defined]
     }
+
+
+def test_retry_delays_double_up_to_the_cap_with_full_jitter() -> None:
+    """Each wait is drawn from [0, min(cap, base * 2^(n-1))], the whole window used."""
+    policy = Policy(retry_base=10, retry_cap=60)
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 10), (2, 20), (3, 40), (4, 60), (9, 60)]:
+        delays = [policy.delay(attempt, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert min(delays) < ceiling / 4
+        assert max(delays) > ceiling * 3 / 4

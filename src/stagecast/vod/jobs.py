@@ -14,6 +14,7 @@ missing.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,9 +50,9 @@ class Policy:
     retry_cap: float = 600.0
     lease: float = 600.0
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Return the wait before the attempt after ``attempt`` (capped, fully jittered)."""
-        return backoff.delay(attempt, self.retry_base, self.retry_cap)
+        return backoff.delay(attempt, self.retry_base, self.retry_cap, rng)
 
 
 @dataclass(frozen=True)
