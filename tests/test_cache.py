@@ -19,6 +19,23 @@ class Clock:
         return self.now
 
 
+class GatedLoad:
+    """A loader that counts its calls and holds each one until ``release`` is set."""
+
+    def __init__(self, value: int | None = None) -> None:
+        self.value = value  # what a load returns; None: the number of the load
+        self.loads = 0
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> int:
+        self.loads += 1
+        number = self.loads
+        self.started.set()
+        await self.release.wait()
+        return number if self.value is None else self.value
+
+
 async def test_entries_expire_after_ttl() -> None:
     """A value is served until its age reaches the ttl, then loaded again."""
     clock = Clock()
@@ -66,22 +83,12 @@ async def test_least_recently_used_goes_when_nothing_expired() -> None:
 async def test_concurrent_misses_share_one_load() -> None:
     """Twenty simultaneous misses for one key run the loader once."""
     cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
-    started = asyncio.Event()
-    release = asyncio.Event()
-    loads = 0
-
-    async def load() -> int:
-        nonlocal loads
-        loads += 1
-        started.set()
-        await release.wait()
-        return 42
-
+    load = GatedLoad(42)
     waiters = [asyncio.create_task(cache.get("k", load)) for _ in range(20)]
-    await started.wait()
-    release.set()
+    await load.started.wait()
+    load.release.set()
     assert await asyncio.gather(*waiters) == [42] * 20
-    assert loads == 1
+    assert load.loads == 1
 
 
 async def test_failed_loads_are_not_cached() -> None:
@@ -108,18 +115,11 @@ def test_bad_bounds_are_refused() -> None:
 async def test_a_load_in_flight_does_not_store_after_invalidate() -> None:
     """Invalidating during a load keeps the (possibly stale) result out of the cache."""
     cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
-    started = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow() -> int:
-        started.set()
-        await release.wait()
-        return 1
-
+    slow = GatedLoad(1)
     waiter = asyncio.create_task(cache.get("k", slow))
-    await started.wait()
+    await slow.started.wait()
     cache.invalidate("k")
-    release.set()
+    slow.release.set()
     assert await waiter == 1  # the caller still gets what it asked for
     assert cache.peek("k") is None  # but nothing stale is kept
 
@@ -147,25 +147,15 @@ async def test_a_cached_none_is_a_hit() -> None:
 async def _detached_by(forget: str) -> tuple[list[int], int | None]:
     """Start a load of "k", forget the key mid-load, get it again; return results and entry."""
     cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
-    started = asyncio.Event()
-    release = asyncio.Event()
-    loads = 0
-
-    async def load() -> int:
-        nonlocal loads
-        loads += 1
-        started.set()
-        await release.wait()
-        return loads
-
+    load = GatedLoad()
     first = asyncio.create_task(cache.get("k", load))
-    await started.wait()
+    await load.started.wait()
     if forget == "invalidate":
         cache.invalidate("k")
     else:
         cache.clear()
     second = asyncio.create_task(cache.get("k", load))
-    release.set()
+    load.release.set()
     return list(await asyncio.gather(first, second)), cache.peek("k")
 
 
@@ -181,19 +171,9 @@ async def test_a_fresh_get_skips_the_stored_value_but_shares_the_load_in_flight(
     """``fresh=True`` reloads a stored key; concurrent fresh gets run the loader once."""
     cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=10)
     cache.put("k", 0)
-    started = asyncio.Event()
-    release = asyncio.Event()
-    loads = 0
-
-    async def load() -> int:
-        nonlocal loads
-        loads += 1
-        started.set()
-        await release.wait()
-        return 5
-
+    load = GatedLoad(5)
     waiters = [asyncio.create_task(cache.get("k", load, fresh=True)) for _ in range(10)]
-    await started.wait()  # the load task runs after every waiter has asked
-    release.set()
+    await load.started.wait()  # the load task runs after every waiter has asked
+    load.release.set()
     assert await asyncio.gather(*waiters) == [5] * 10
-    assert (loads, cache.peek("k")) == (1, 5)
+    assert (load.loads, cache.peek("k")) == (1, 5)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
@@ -37,20 +39,30 @@ async def test_an_unknown_slug_is_looked_up_once_a_second(
     assert len(reads) == 1, reads
 
 
-async def _private_channel(core: Core) -> tuple[int, dict[str, str]]:
-    """Create owner "olga" and her private channel "hidden"; return its id and her headers."""
+@dataclass
+class Hidden:
+    """Owner "olga" and her private channel "hidden"."""
+
+    core: Core
+    channel_id: int
+    owner: dict[str, str]  # her request headers
+
+
+@pytest.fixture
+async def hidden(app: FastAPI) -> Hidden:
+    """Create olga and her private channel on the app."""
+    core: Core = app.state.core
     token = await make_user(core, "olga")
     owner = await accounts.get_account(core.db, "olga")
     found, _ = await channels.create_channel(core.db, owner, "hidden", visibility="private")
-    return found.id, bearer(token)
+    return Hidden(core, found.id, bearer(token))
 
 
 async def test_a_private_channel_opens_to_its_token_and_its_staff_only(
-    app: FastAPI, client: httpx.AsyncClient
+    hidden: Hidden, client: httpx.AsyncClient
 ) -> None:
     """Private: a token for this channel, the owner, a moderator or an admin; nobody else."""
-    core: Core = app.state.core
-    channel_id, owner = await _private_channel(core)
+    core, channel_id, owner = hidden.core, hidden.channel_id, hidden.owner
     url = "/api/v1/channels/hidden/live"
     secret = core.secret_key
     good = playback.issue(secret, playback.channel_target(channel_id))
@@ -77,21 +89,20 @@ async def test_a_private_channel_opens_to_its_token_and_its_staff_only(
 
 
 async def test_a_channel_playback_link_names_its_page_and_its_playlist(
-    app: FastAPI, client: httpx.AsyncClient
+    hidden: Hidden, client: httpx.AsyncClient
 ) -> None:
     """The owner's link carries one token for the watch page and the master playlist."""
-    core: Core = app.state.core
-    channel_id, owner = await _private_channel(core)
     url = "/api/v1/channels/hidden/playback-tokens"
-    made = await client.post(url, json={"hours": 2}, headers=owner)
+    made = await client.post(url, json={"hours": 2}, headers=hidden.owner)
     assert made.status_code == 201
     body = made.json()
     token = body["token"]
     assert body["expires_in"] == 7200
     assert body["watch_url"] == f"/c/hidden?token={token}"
     assert body["playback_url"] == f"/hls/hidden/master.m3u8?token={token}"
-    assert playback.allows(core.secret_key, token, playback.channel_target(channel_id))
-    refused = await client.post(url, json={"hours": 2, "days": 1}, headers=owner)
+    target = playback.channel_target(hidden.channel_id)
+    assert playback.allows(hidden.core.secret_key, token, target)
+    refused = await client.post(url, json={"hours": 2, "days": 1}, headers=hidden.owner)
     assert refused.status_code == 422  # unknown fields are refused, as for VOD links
 
 
