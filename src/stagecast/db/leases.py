@@ -90,7 +90,8 @@ class JobQueue:
 
         Returned rows carry ``id``, ``attempts`` (before this claim) and ``columns``, which may
         come from tables joined in ``source`` (rows without a match are not taken). A row whose
-        ``max_attempts`` are used up is not taken but returned in ``exhausted``.
+        ``max_attempts`` are used up is not taken but returned in ``exhausted``, still locked
+        by this transaction for the caller to close.
         """
         t = self.table
         now = utcnow()
