@@ -14,7 +14,8 @@ times in the same run:
   OFFSET n``.
 
 It prints p50/p99 end to end per method, each query's own execution time on the server
-(``EXPLAIN ANALYZE``), both ratios, and the fixed cost of an empty ``Database.run`` for scale.
+(``EXPLAIN ANALYZE``), both ratios, and the fixed cost of an empty ``Database.run`` beside the
+bare asyncpg figure for scale (``bench.db_call``).
 Target: keyset ≤ 2 ms per page at any depth including the total, ≥ 100x faster than the
 baseline.
 """
@@ -40,6 +41,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
+from bench import db_call
 from stagecast.config import Settings
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
@@ -308,22 +310,9 @@ CASES = (
 )
 
 
-async def _floor(db: Database, runs: int) -> list[float]:
-    """Time an empty READ unit: the fixed cost of one Database.run, for comparison."""
-
-    async def unit(conn: AsyncConnection) -> object:
-        return (await conn.execute(text("SELECT 1"))).scalar()
-
-    return await _time(lambda: db.run(unit, kind=Kind.READ), runs)
-
-
 async def _report(db: Database, n: int, runs: int) -> None:
-    floor = await _floor(db, runs)
-    print(
-        f"Database.run floor (SELECT 1 in a READ transaction): "
-        f"p50 {_p(floor, 0.5):.2f} ms, p99 {_p(floor, 0.99):.2f} ms",
-        flush=True,
-    )
+    # The fixed cost of one Database.run, beside the bare driver's, for scale.
+    print(db_call.report(await db_call.measure(db, runs * 5)), flush=True)
     print(
         f"{'filter':<25}{'depth':>10}{'matching':>10} | {'keyset p50':>10}{'p99':>7}"
         f"{'server':>8} | {'baseline p50':>12}{'p99':>8}{'server':>8} | "

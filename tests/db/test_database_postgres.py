@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.db import Database, Kind, Limits, create_engine
@@ -25,6 +25,17 @@ def _database(url: str, tmp_path: Path, **limits: object) -> Database:
     """A database with one pooled connection, so reuse after a failure is observable."""
     settings = make_settings(tmp_path, url, db_pool_size=1)
     return Database(create_engine(settings), Limits(**limits))  # type: ignore[arg-type]
+
+
+def _logged(db: Database) -> list[str]:
+    """Record every statement ``db`` sends through SQLAlchemy from now on (BEGIN/COMMIT aside)."""
+    sent: list[str] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _log(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    return sent
 
 
 @pytest.fixture
@@ -246,4 +257,118 @@ async def test_a_write_after_the_server_dropped_every_pooled_connection_succeeds
     await db.run(insert, kind=Kind.WRITE)
     assert await observer.fetchval(f"SELECT count(*) FROM {table} WHERE id = 3") == 1
     await observer.close()
+    await db.dispose()
+
+
+async def _select_one(conn: AsyncConnection) -> int:
+    return int((await conn.execute(text("SELECT 1"))).scalar_one())
+
+
+async def test_a_read_with_the_session_timeouts_sends_only_begin_query_commit(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Sessions open with the default attempt's timeouts: a read sends no SET, only its query."""
+    db = _database(pg_url, tmp_path)  # the Limits defaults are the Settings defaults
+    assert await db.run(_select_one, kind=Kind.READ) == 1  # opens the pooled connection
+    sent = _logged(db)
+    for kind in (Kind.READ, Kind.IDEMPOTENT_WRITE):
+        sent.clear()
+        assert await db.run(_select_one, kind=kind) == 1
+        assert sent == ["SELECT 1"], (kind, sent)
+    await db.dispose()
+
+
+async def test_a_write_or_other_timeouts_set_the_timeouts_for_the_transaction(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A write (its first statement proves the connection) and a shorter attempt send a SET."""
+    db = _database(pg_url, tmp_path)
+    sent = _logged(db)
+    for kind, attempt_timeout in [(Kind.WRITE, None), (Kind.READ, 0.7)]:
+        sent.clear()
+        await db.run(_select_one, kind=kind, attempt_timeout=attempt_timeout)
+        assert len(sent) == 2, sent
+        assert "set_config('statement_timeout'" in sent[0]
+        assert sent[1] == "SELECT 1"
+    await db.dispose()
+
+
+@pytest.mark.parametrize("attempt_timeout", [2.0, 0.7])
+async def test_every_attempt_runs_under_its_own_timeouts_on_the_server(
+    pg_url: str, tmp_path: Path, attempt_timeout: float
+) -> None:
+    """Inside the unit the server holds the attempt's timeouts, from the session or a SET."""
+    db = _database(pg_url, tmp_path, lock_timeout=1.0)
+
+    async def show(conn: AsyncConnection) -> tuple[str, str]:
+        query = "SELECT setting FROM pg_settings WHERE name = :n"
+        statement = (await conn.execute(text(query), {"n": "statement_timeout"})).scalar_one()
+        lock = (await conn.execute(text(query), {"n": "lock_timeout"})).scalar_one()
+        return str(statement), str(lock)
+
+    lock_ms = int(min(1.0, attempt_timeout) * 1000)
+    for kind in Kind:
+        got = await db.run(show, kind=kind, attempt_timeout=attempt_timeout)
+        assert got == (str(int(attempt_timeout * 1000)), str(lock_ms)), (kind, got)
+    await db.dispose()
+
+
+async def test_the_session_statement_timeout_stops_the_query_on_the_server(
+    pg_url: str, tmp_path: Path, probe: tuple[str, str]
+) -> None:
+    """With no SET sent (the session's own timeout), pg_sleep is still stopped by the server."""
+    _, dsn = probe
+    tag = f"stagecast-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(tmp_path, pg_url, db_pool_size=1, db_attempt_timeout=0.3)
+    db = Database(create_engine(settings), Limits(attempt_timeout=0.3, max_attempts=1))
+    sent = _logged(db)
+
+    async def sleepy(conn: AsyncConnection) -> None:
+        await _tagged(conn, tag)
+        await conn.execute(text("SELECT pg_sleep(5)"))
+
+    started = time.monotonic()
+    with pytest.raises(DatabaseTimeout):
+        await db.run(sleepy, kind=Kind.READ)
+    assert time.monotonic() - started < 0.3 + 0.4
+    assert not any("set_config('statement_timeout'" in query for query in sent), sent
+    observer = await asyncpg.connect(dsn)
+    running = await observer.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+        tag,
+    )
+    await observer.close()
+    assert running == 0
+    await db.dispose()
+
+
+@pytest.mark.parametrize("kind", [Kind.READ, Kind.IDEMPOTENT_WRITE])
+async def test_a_lazy_begin_on_a_dropped_pooled_connection_is_retried(
+    pg_url: str, tmp_path: Path, probe: tuple[str, str], kind: Kind
+) -> None:
+    """With no SET first, a dead pooled connection fails inside the unit: retried, applied once."""
+    table, dsn = probe
+    tag = f"stagecast-{uuid.uuid4().hex[:8]}"
+    db = _database(pg_url, tmp_path, deadline=8.0, max_attempts=4)
+
+    async def tagged(conn: AsyncConnection) -> None:
+        await _tagged(conn, tag)
+
+    await db.run(tagged, kind=Kind.READ)
+    observer = await asyncpg.connect(dsn)
+    killed = await observer.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        tag,
+    )
+    assert killed == 1
+
+    async def upsert(conn: AsyncConnection) -> int:
+        await conn.execute(text(f"INSERT INTO {table} VALUES (4, 0) ON CONFLICT DO NOTHING"))
+        return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+    assert await db.run(upsert, kind=kind) == 2
+    assert db.stats.retries[kind] == 1
+    assert await observer.fetchval(f"SELECT count(*) FROM {table} WHERE id = 4") == 1
+    await observer.close()
+    assert await db.run(_select_one, kind=Kind.READ) == 1  # the pool holds a live connection
     await db.dispose()

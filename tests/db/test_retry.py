@@ -8,6 +8,7 @@ import sqlite3
 import asyncpg
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.exc import DBAPIError
 
 from stagecast.db.retry import Backoff, Failure, classify
 
@@ -56,6 +57,16 @@ def test_sqlite_result_codes() -> None:
     assert classify(_sqlite_error(5 | (2 << 8))) is Failure.TRANSIENT  # SQLITE_BUSY_SNAPSHOT
     assert classify(_sqlite_error(9)) is Failure.TIMEOUT
     assert classify(_sqlite_error(19)) is Failure.PERMANENT  # constraint
+
+
+def test_errors_on_a_closed_or_broken_connection_are_lost_connections() -> None:
+    """SQLAlchemy's invalidation and asyncpg's client-state errors mean the connection is gone."""
+    closed = asyncpg.exceptions.InterfaceError("connection is closed")
+    assert classify(DBAPIError("SELECT 1", None, closed)) is Failure.PERMANENT
+    invalidated = DBAPIError("SELECT 1", None, closed, connection_invalidated=True)
+    assert classify(invalidated) is Failure.CONNECTION_LOST
+    broken = asyncpg.exceptions.InternalClientError("cannot switch to state 15")
+    assert classify(DBAPIError("SELECT 1", None, broken)) is Failure.CONNECTION_LOST
 
 
 def test_connection_errors_are_lost_connections() -> None:

@@ -44,6 +44,17 @@ Unit = Callable[[AsyncConnection], Awaitable[T]]
 _CLIENT_MARGIN = 0.5
 # An attempt with less time than this left is not started.
 _MIN_ATTEMPT = 0.02
+# Pool-entry key of the (statement, lock) timeouts in ms a PostgreSQL session was opened with.
+_SESSION_TIMEOUTS = "stagecast.session_timeouts"
+# Transaction-local (the third argument): they end with the attempt's transaction.
+_SET_TIMEOUTS = text(
+    "SELECT set_config('statement_timeout', :st, true), set_config('lock_timeout', :lt, true)"
+)
+
+
+def _timeouts_ms(timeout: float, lock_timeout: float) -> tuple[int, int]:
+    """Return the server-side statement and lock timeouts (ms) of an attempt of ``timeout``."""
+    return max(int(timeout * 1000), 1), max(int(min(lock_timeout, timeout) * 1000), 1)
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,12 @@ class Database:
                     result = await unit(conn)
                     await conn.commit()
                     return result
+                except (DBAPIError, OSError) as exc:
+                    if classify(exc) is Failure.CONNECTION_LOST and not conn.invalidated:
+                        # A connection in an unknown state must not go back to the pool.
+                        with contextlib.suppress(Exception):
+                            await conn.invalidate()
+                    raise
                 finally:
                     if watchdog is not None:
                         watchdog.cancel()
@@ -237,16 +254,15 @@ class Database:
             await conn.begin()
             return
         await conn.begin()
-        await conn.execute(
-            text(
-                "SELECT set_config('statement_timeout', :st, true),"
-                " set_config('lock_timeout', :lt, true)"
-            ),
-            {
-                "st": f"{max(int(timeout * 1000), 1)}ms",
-                "lt": f"{max(int(min(self.limits.lock_timeout, timeout) * 1000), 1)}ms",
-            },
-        )
+        timeouts = _timeouts_ms(timeout, self.limits.lock_timeout)
+        if kind is not Kind.WRITE and conn.info.get(_SESSION_TIMEOUTS) == timeouts:
+            # The session already runs with these timeouts: the server enforces them without a
+            # SET, and BEGIN goes out with the unit's first statement (a dead pooled connection
+            # then fails inside the unit, which is retried all the same for this kind). A WRITE
+            # sends its SET first, so such a failure is known to have sent nothing of it.
+            return
+        statement_ms, lock_ms = timeouts
+        await conn.execute(_SET_TIMEOUTS, {"st": f"{statement_ms}ms", "lt": f"{lock_ms}ms"})
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -272,16 +288,32 @@ def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         return _sqlite_engine(url, settings)
-    return create_async_engine(
+    timeouts = _timeouts_ms(settings.db_attempt_timeout, settings.db_lock_timeout)
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=settings.db_attempt_timeout,
         # No pre-ping round trip: a dead pooled connection fails the first statement of the
-        # attempt (before anything of the unit is sent), which the retry layer retries.
+        # attempt, which the retry layer retries (a WRITE's first statement is its SET).
         pool_pre_ping=False,
-        connect_args={"timeout": settings.db_attempt_timeout},
+        connect_args={
+            "timeout": settings.db_attempt_timeout,
+            # Every session starts with the default attempt's server-side timeouts, in its
+            # startup packet: an attempt that needs exactly these sends no SET (one round
+            # trip fewer per read). Others set their own for their transaction only.
+            "server_settings": {
+                "statement_timeout": f"{timeouts[0]}ms",
+                "lock_timeout": f"{timeouts[1]}ms",
+            },
+        },
     )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info[_SESSION_TIMEOUTS] = timeouts
+
+    return engine
 
 
 def _sqlite_engine(url: str, settings: Settings) -> AsyncEngine:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 import asyncpg
+from sqlalchemy.exc import DBAPIError
 
 from stagecast import backoff
 
@@ -55,6 +56,8 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_INTERRUPT = 5, 6, 9
 _LOST_EXCEPTIONS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.ConnectionFailureError,
+    # The client's protocol state is broken (seen on a connection the server had just ended).
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
     EOFError,
@@ -102,6 +105,10 @@ def classify(exc: BaseException) -> Failure:
                 return Failure.TIMEOUT
     for item in _chain(exc):
         if isinstance(item, _LOST_EXCEPTIONS):
+            return Failure.CONNECTION_LOST
+        # SQLAlchemy invalidates the connection when the driver reports it closed, whatever
+        # the error class (asyncpg raises a plain InterfaceError on a closed connection).
+        if isinstance(item, DBAPIError) and item.connection_invalidated:
             return Failure.CONNECTION_LOST
     return Failure.PERMANENT
 
