@@ -33,6 +33,7 @@ from stagecast.live.hooks import SessionHooks
 from stagecast.live.playlists import SegmentEntry
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveDeps, LiveSession
+from stagecast.live.states import ACTIVE, STATE_TOPIC, SessionState, StateChanged
 from stagecast.live.storage import SegmentStorage
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,8 @@ class LiveManager:
                 session = await self._acquire(match, kick)
         finally:
             self._forget_lock(match.channel_id)
-        state = "live" if session.state == "live" else "idle"
-        await self._announce(session, state)
+        live = session.state == SessionState.LIVE
+        await self._announce(session, SessionState.LIVE if live else SessionState.IDLE)
         return session
 
     async def _acquire(self, match: KeyMatch, kick: Kick) -> LiveSession:
@@ -219,7 +220,7 @@ class LiveManager:
         if held.kick is not None:
             with contextlib.suppress(Exception):
                 await held.kick("the session was ended")
-        session.state = "ended"
+        session.state = SessionState.ENDED
         await session.close_playlists()
 
     async def _refill(self, session: LiveSession, next_sequences: dict[str, int]) -> None:
@@ -263,7 +264,7 @@ class LiveManager:
         elif started:
             log.info("session %s: publisher gone (%s); waiting %.0f s for it", session.id,
                      reason, self.settings.reconnect_grace_seconds)  # fmt: skip
-            await self._announce(session, "reconnecting")
+            await self._announce(session, SessionState.RECONNECTING)
 
     async def _start_grace(self, session: LiveSession) -> bool | None:
         """Start the grace window; False if there is none to start, None if the session is
@@ -278,7 +279,7 @@ class LiveManager:
             recorded = None
         if recorded is False:
             return None
-        session.state = "reconnecting"
+        session.state = SessionState.RECONNECTING
         held.grace = asyncio.create_task(
             self._grace(session, recorded=bool(recorded)), name=f"grace-{session.id}"
         )
@@ -298,14 +299,18 @@ class LiveManager:
                 return
         elapsed = asyncio.get_running_loop().time() - started
         await asyncio.sleep(max(0.0, self.settings.reconnect_grace_seconds - elapsed))
-        await self.end(session.channel_id, "publisher did not come back", states=("reconnecting",))
+        await self.end(
+            session.channel_id,
+            "publisher did not come back",
+            states=frozenset({SessionState.RECONNECTING}),
+        )
 
     async def end(
         self,
         channel_id: int,
         reason: str,
         *,
-        states: tuple[str, ...] = ("idle", "live", "reconnecting"),
+        states: frozenset[SessionState] = ACTIVE,
     ) -> bool:
         """End the channel's session held here (kicking its publisher). False if none ended."""
         held = self._held.get(channel_id)
@@ -327,21 +332,21 @@ class LiveManager:
             self._rows_dropped_closed += session.rows_dropped
         if held.grace is not None and held.grace is not asyncio.current_task():
             held.grace.cancel()
-        session.state = "ended"
+        session.state = SessionState.ENDED
         await session.close_playlists()
         log.info("session %s ended: %s", session.id, reason)
-        await self._announce(session, "ended")
+        await self._announce(session, SessionState.ENDED)
         return True
 
-    async def end_remote(self, session_id: int, reason: str, states: tuple[str, ...]) -> bool:
+    async def end_remote(
+        self, session_id: int, reason: str, states: frozenset[SessionState]
+    ) -> bool:
         """End a session no process holds (its owner died); runs the same hooks."""
         ended = await service.end_session(self.db, session_id, reason, self.hooks, states=states)
         if ended is not None:
             with contextlib.suppress(StagecastError):
-                await self.bus.publish(
-                    f"live.{ended.channel_id}",
-                    {"type": "state", "state": "ended", "session_id": session_id},
-                )
+                changed = StateChanged(SessionState.ENDED, session_id)
+                await STATE_TOPIC.publish(self.bus, changed, ended.channel_id)
         return ended is not None
 
     # -- background -------------------------------------------------------------------------
@@ -370,8 +375,9 @@ class LiveManager:
         ):
             if session_id in local_ids:
                 continue  # our own grace timers and publishers handle these
-            reason = "publisher did not come back" if state == "reconnecting" else "stale"
-            ended += await self.end_remote(session_id, reason, (state,))
+            reconnecting = state == SessionState.RECONNECTING
+            reason = "publisher did not come back" if reconnecting else "stale"
+            ended += await self.end_remote(session_id, reason, frozenset({state}))
         return ended
 
     async def check_keys(self) -> int:
@@ -411,9 +417,7 @@ class LiveManager:
             await kick("stream key rotated")
         return True
 
-    async def _announce(self, session: LiveSession, state: str) -> None:
+    async def _announce(self, session: LiveSession, state: SessionState) -> None:
         with contextlib.suppress(StagecastError):
-            await self.bus.publish(
-                f"live.{session.channel_id}",
-                {"type": "state", "state": state, "session_id": session.id, "slug": session.slug},
-            )
+            changed = StateChanged(state, session.id, session.slug)
+            await STATE_TOPIC.publish(self.bus, changed, session.channel_id)

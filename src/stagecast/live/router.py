@@ -34,6 +34,7 @@ from stagecast.live import service
 from stagecast.live.hooks import SessionHooks, ViewEvent
 from stagecast.live.manager import LiveManager
 from stagecast.live.service import ChannelLive
+from stagecast.live.states import ACTIVE
 from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,5 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
         raise NotFound("the channel is not live")
     # Held by another process (or by none, after a crash): end it through the database.
     # The holding process sees the end on its next segment and lets its publisher go.
-    await manager.end_remote(
-        current.session_id, "ended by the broadcaster", ("idle", "live", "reconnecting")
-    )
+    await manager.end_remote(current.session_id, "ended by the broadcaster", ACTIVE)
     lookups(core).cache.invalidate(slug)

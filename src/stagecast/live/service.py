@@ -21,6 +21,7 @@ from stagecast.db.schema import Record, UTCDateTime, utcnow
 from stagecast.errors import Conflict
 from stagecast.live.hooks import EndedSession, SessionHooks
 from stagecast.live.models import live_init, live_rendition, live_session, segment
+from stagecast.live.states import ACTIVE, PUBLISHING, SessionState
 
 
 class AlreadyLive(Conflict):
@@ -35,7 +36,7 @@ class SessionRow:
 
     id: int
     channel_id: int
-    state: str
+    state: SessionState
     title: str
     profile: str
     reconnects: int
@@ -73,7 +74,7 @@ def _session(row: Record, *, resumed: bool = False) -> SessionRow:
     return SessionRow(
         row.id,
         row.channel_id,
-        row.state,
+        SessionState(row.state),
         row.title,
         row.profile,
         row.reconnects,
@@ -104,7 +105,8 @@ async def open_session(
         current = (
             await conn.execute(
                 select(live_session).where(
-                    live_session.c.channel_id == channel_id, live_session.c.state != "ended"
+                    live_session.c.channel_id == channel_id,
+                    live_session.c.state != SessionState.ENDED,
                 )
             )
         ).one_or_none()
@@ -117,7 +119,7 @@ async def open_session(
                     insert(live_session)
                     .values(
                         channel_id=channel_id,
-                        state="idle",
+                        state=SessionState.IDLE,
                         title=title,
                         profile=profile,
                         key_version=key_version,
@@ -139,14 +141,14 @@ async def open_session(
 async def _claim(
     conn: AsyncConnection, current: Record, *, node: str, key_version: int
 ) -> SessionRow:
-    claimable = current.state == "reconnecting" or current.owner_node == node
+    claimable = current.state == SessionState.RECONNECTING or current.owner_node == node
     if not claimable:
         raise AlreadyLive("the channel is already live")
     result = await conn.execute(
         update(live_session)
         .where(live_session.c.id == current.id, live_session.c.state == current.state)
         .values(
-            state="live" if current.started_at is not None else "idle",
+            state=SessionState.LIVE if current.started_at is not None else SessionState.IDLE,
             owner_node=node,
             key_version=key_version,
             reconnects=live_session.c.reconnects + 1,
@@ -200,7 +202,7 @@ async def record_segment(
     ``last_media_at`` refreshed — callers do that on the first segment and every few seconds.
     """
     active = select(live_session.c.id).where(
-        live_session.c.id == record.session_id, live_session.c.state.in_(("idle", "live"))
+        live_session.c.id == record.session_id, live_session.c.state.in_(PUBLISHING)
     )
     duplicate = select(segment.c.id).where(
         segment.c.session_id == record.session_id,
@@ -238,10 +240,10 @@ async def record_segment(
                 update(live_session)
                 .where(
                     live_session.c.id == record.session_id,
-                    live_session.c.state.in_(("idle", "live")),
+                    live_session.c.state.in_(PUBLISHING),
                 )
                 .values(
-                    state="live",
+                    state=SessionState.LIVE,
                     last_media_at=utcnow(),
                     started_at=func.coalesce(live_session.c.started_at, record.program_date_time),
                 )
@@ -298,10 +300,10 @@ async def disconnect(db: Database, session_id: int, node: str) -> bool:
             update(live_session)
             .where(
                 live_session.c.id == session_id,
-                live_session.c.state.in_(("idle", "live")),
+                live_session.c.state.in_(PUBLISHING),
                 live_session.c.owner_node == node,
             )
-            .values(state="reconnecting", disconnected_at=utcnow())
+            .values(state=SessionState.RECONNECTING, disconnected_at=utcnow())
         )
         return bool(result.rowcount == 1)
 
@@ -309,7 +311,12 @@ async def disconnect(db: Database, session_id: int, node: str) -> bool:
 
 
 async def end_session(
-    db: Database, session_id: int, reason: str, hooks: SessionHooks, *, states: tuple[str, ...]
+    db: Database,
+    session_id: int,
+    reason: str,
+    hooks: SessionHooks,
+    *,
+    states: frozenset[SessionState] = ACTIVE,
 ) -> EndedSession | None:
     """End the session if it is in one of ``states``; run the end hooks in the same transaction.
 
@@ -323,7 +330,7 @@ async def end_session(
             await conn.execute(
                 update(live_session)
                 .where(live_session.c.id == session_id, live_session.c.state.in_(states))
-                .values(state="ended", ended_at=now, end_reason=reason[:64])
+                .values(state=SessionState.ENDED, ended_at=now, end_reason=reason[:64])
                 .returning(
                     live_session.c.channel_id, live_session.c.title, live_session.c.started_at
                 )
@@ -345,7 +352,7 @@ async def orphaned_sessions(db: Database, node: str) -> list[int]:
     async def unit(conn: AsyncConnection) -> list[int]:
         rows = await conn.execute(
             select(live_session.c.id).where(
-                live_session.c.state.in_(("idle", "live")), live_session.c.owner_node == node
+                live_session.c.state.in_(PUBLISHING), live_session.c.owner_node == node
             )
         )
         return [int(r.id) for r in rows]
@@ -355,26 +362,26 @@ async def orphaned_sessions(db: Database, node: str) -> list[int]:
 
 async def expired_sessions(
     db: Database, *, grace: float, stale_after: float
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, SessionState]]:
     """Return ``(session_id, state)`` of sessions past their grace window or silent too long."""
     now = utcnow()
 
-    async def unit(conn: AsyncConnection) -> list[tuple[int, str]]:
+    async def unit(conn: AsyncConnection) -> list[tuple[int, SessionState]]:
         rows = await conn.execute(
             select(live_session.c.id, live_session.c.state)
             .where(
                 (
-                    (live_session.c.state == "reconnecting")
+                    (live_session.c.state == SessionState.RECONNECTING)
                     & (live_session.c.disconnected_at < now - timedelta(seconds=grace))
                 )
                 | (
-                    live_session.c.state.in_(("idle", "live"))
+                    live_session.c.state.in_(PUBLISHING)
                     & (live_session.c.last_media_at < now - timedelta(seconds=stale_after))
                 )
             )
             .limit(500)
         )
-        return [(int(r.id), str(r.state)) for r in rows]
+        return [(int(r.id), SessionState(r.state)) for r in rows]
 
     return await db.run(unit, kind=Kind.READ, name="expired_sessions")
 
@@ -451,7 +458,7 @@ class ChannelLive:
     owner_id: int
     visibility: str
     session_id: int | None
-    state: str | None
+    state: SessionState | None
     started_at: datetime | None
 
 
@@ -476,7 +483,7 @@ async def channel_live(db: Database, slug: str) -> ChannelLive | None:
                         live_session,
                         and_(
                             live_session.c.channel_id == channel.c.id,
-                            live_session.c.state != "ended",
+                            live_session.c.state != SessionState.ENDED,
                         ),
                     )
                 )
@@ -492,7 +499,7 @@ async def channel_live(db: Database, slug: str) -> ChannelLive | None:
             row.owner_id,
             row.visibility,
             row.session_id,
-            row.state,
+            SessionState(row.state) if row.state is not None else None,
             row.started_at,
         )
 

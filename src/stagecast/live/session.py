@@ -32,6 +32,7 @@ from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, p
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.playlists import MediaPlaylist, SegmentEntry, Variant, render_master
 from stagecast.live.service import InitRecord, SegmentRecord, SessionRow
+from stagecast.live.states import STATE_TOPIC, SessionState, StateChanged
 from stagecast.live.storage import SegmentStorage, media_path, session_path
 
 log = logging.getLogger(__name__)
@@ -317,7 +318,7 @@ class LiveSession:
     def _archive(self, record: SegmentRecord) -> None:
         """Queue the segment's row; the first one (and one every few seconds) marks us live."""
         now = time.monotonic()
-        touch = self.state == "idle" or now - self._touched > _TOUCH_EVERY
+        touch = self.state == SessionState.IDLE or now - self._touched > _TOUCH_EVERY
         if touch:
             self._touched = now
         self._archiver.record(record, touch=touch)
@@ -329,10 +330,10 @@ class LiveSession:
                 # Not awaited: it closes this session's archiver, whose task is running us.
                 self._ending = asyncio.get_running_loop().create_task(self.on_ended_elsewhere(self))
             return
-        if self.state == "idle":
-            self.state = "live"
+        if self.state == SessionState.IDLE:
+            self.state = SessionState.LIVE
             self.started_at = self.started_at or record.program_date_time
-            await self._announce("live")
+            await self._announce(SessionState.LIVE)
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) until every queued row and file is written; True if all were."""
@@ -430,12 +431,10 @@ class LiveSession:
         await self._archiver.flush(10.0)
         await self._archiver.close()
 
-    async def _announce(self, state: str) -> None:
+    async def _announce(self, state: SessionState) -> None:
         with contextlib.suppress(StagecastError):
-            await self.deps.bus.publish(
-                f"live.{self.channel_id}",
-                {"type": "state", "state": state, "session_id": self.id, "slug": self.slug},
-            )
+            changed = StateChanged(state, self.id, self.slug)
+            await STATE_TOPIC.publish(self.deps.bus, changed, self.channel_id)
 
 
 def _epoch_of(map_uri: str) -> int:

@@ -43,11 +43,14 @@ class Held(Protocol):
     id: int
     channel_id: int
     slug: str
-    state: str
     reconnects: int
     segments_dropped: int
     last_media: float
     started_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        """Return the session's state (a ``stagecast.live.states.SessionState``)."""
 
     @property
     def unarchived(self) -> int:
