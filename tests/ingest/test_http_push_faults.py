@@ -81,3 +81,18 @@ async def test_a_rotated_key_is_checked_afresh_and_refused(
                 .status_code == 204:  # fmt: skip
             await asyncio.sleep(0.05)  # the kick travels over the bus to the manager
     assert put.status_code == 401
+
+
+async def test_bytes_that_are_not_media_never_open_a_session(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The right key with garbage bytes is refused (415) before any session opens."""
+    core = app.state.core
+    owner = await accounts.create_account(core.db, "garbler", "password123", "broadcaster")
+    created, key = await channels.create_channel(core.db, owner, "garbage")
+    auth = {"Authorization": f"Bearer {key}"}
+    for name, body in (("init.mp4", b"not an mp4 at all"), ("seg-1.m4s", b"\x00" * 64)):
+        put = await client.put(f"/ingest/garbage/source/{name}", content=body, headers=auth)
+        assert put.status_code == 415
+        assert put.json()["error"]["message"]
+    assert core.get(LiveManager).local(created.id) is None

@@ -30,6 +30,7 @@ from stagecast.errors import (
     BadRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     StagecastError,
     Unauthorized,
     UnsupportedMedia,
@@ -211,19 +212,22 @@ async def push(
     ingest = core.get(HttpPushIngest)
     is_init = filename.endswith(".mp4")
     data = await read_body(request, MAX_INIT_BYTES if is_init else MAX_SEGMENT_BYTES)
+    # Bytes that are not what the name says never open a session.
+    if not (looks_like_init(data) if is_init else looks_like_segment(data)):
+        raise UnsupportedMedia("not a CMAF init (.mp4) or media segment (.m4s)")
     pusher = await ingest.session_for(match, key)
     try:
-        if is_init and looks_like_init(data):
+        if is_init:
             await ingest.init(pusher, rendition, data)
-        elif not is_init and looks_like_segment(data):
-            if not await pusher.session.add_segment(rendition, data):
-                raise UnsupportedMedia(
-                    "segment refused: send the init segment first, or check the media"
-                )
-        else:
-            raise UnsupportedMedia("not a CMAF init (.mp4) or media segment (.m4s)")
+        elif not await pusher.session.add_segment(rendition, data):
+            raise UnsupportedMedia(
+                "segment refused: send the init segment first, or check the media"
+            )
     except MediaError as exc:
         raise UnsupportedMedia(f"unreadable media: {exc}") from exc
+    except OSError as exc:  # the media disk: nothing was listed, the encoder may send it again
+        log.warning("session %s: could not store pushed %s: %s", pusher.session.id, filename, exc)
+        raise ServiceUnavailable("media storage unavailable, try again") from exc
     return Response(status_code=204)
 
 
