@@ -5,6 +5,11 @@ A *unit* is an async function of one ``AsyncConnection`` that runs inside one tr
 (``statement_timeout``/``lock_timeout`` on PostgreSQL, an interrupt on SQLite), retries
 transient failures with backoff inside a total deadline, and never retries a ``write`` whose
 outcome is unknown. Failures leave as the errors of ``stagecast.db.errors``.
+
+On PostgreSQL every pooled session starts with the default attempt's ``statement_timeout`` and
+``lock_timeout``, so the common attempt (a read with the default timeout) costs BEGIN, its
+statements and COMMIT, no SET. Units therefore change settings only for their transaction
+(``SET LOCAL`` or ``set_config(..., true)``), never for the session.
 """
 
 from __future__ import annotations
