@@ -17,8 +17,6 @@ import re
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from stagecast.signing import BadSignature, sign, unsign
 
 _PURPOSE = "playback"
@@ -92,34 +90,3 @@ def carry(text: str, query: Mapping[str, str | None]) -> str:
             line = _URI_ATTRIBUTE.sub(lambda m: f'URI="{extended(m.group(1))}"', line)
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-class PlaybackTokenIn(BaseModel):
-    """How long a new playback link should work."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hours: float = Field(default=6.0, gt=0, le=24 * 30)
-
-
-class PlaybackTokenOut(BaseModel):
-    """A signed, expiring link to a private channel or VOD: the page and the playlist."""
-
-    token: str
-    expires_in: int
-    watch_url: str
-    playback_url: str
-
-    @classmethod
-    def signed(
-        cls, secret: str, target: str, body: PlaybackTokenIn, *, page: str, playlist: str
-    ) -> PlaybackTokenOut:
-        """Sign a token for ``target`` valid ``body.hours``; return it with both its URLs."""
-        ttl = body.hours * 3600
-        token = issue(secret, target, ttl)
-        return cls(
-            token=token,
-            expires_in=int(ttl),
-            watch_url=f"{page}?token={token}",
-            playback_url=f"{playlist}?token={token}",
-        )

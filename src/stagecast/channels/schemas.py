@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stagecast.channels import playback
 from stagecast.channels.service import Channel, Moderator
 
 Visibility = Literal["public", "unlisted", "private"]
@@ -126,3 +127,34 @@ class ModeratorList(BaseModel):
     """A channel's moderators."""
 
     items: list[ModeratorOut]
+
+
+class PlaybackTokenIn(BaseModel):
+    """How long a new playback link should work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hours: float = Field(default=6.0, gt=0, le=24 * 30)
+
+
+class PlaybackTokenOut(BaseModel):
+    """A signed, expiring link to a private channel or VOD: the page and the playlist."""
+
+    token: str
+    expires_in: int
+    watch_url: str
+    playback_url: str
+
+    @classmethod
+    def signed(
+        cls, secret: str, target: str, body: PlaybackTokenIn, *, page: str, playlist: str
+    ) -> PlaybackTokenOut:
+        """Sign a token for ``target`` valid ``body.hours``; return it with both its URLs."""
+        ttl = body.hours * 3600
+        token = playback.issue(secret, target, ttl)
+        return cls(
+            token=token,
+            expires_in=int(ttl),
+            watch_url=f"{page}?token={token}",
+            playback_url=f"{playlist}?token={token}",
+        )

@@ -5,9 +5,8 @@ the copies the session writes to storage, so viewers can hit any process. Playli
 ``no-cache``, segments immutable. Private channels need a playback token (``?token=``), which
 is carried into every URI of the playlists served with it.
 
-``lookups(core)`` is this process's one cache of slug → channel and active session, and
-``watchable`` the one check of who may watch a live channel; the studio's viewer feed and
-heartbeat use both.
+Channel facts come from ``stagecast.live.lookups`` (one cache per process), and who may watch
+from its ``watchable``.
 """
 
 from __future__ import annotations
@@ -23,15 +22,16 @@ from pydantic import BaseModel, Field
 
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
 from stagecast.auth.service import Account
-from stagecast.cache import TtlCache
 from stagecast.channels import playback
-from stagecast.channels.playback import PlaybackTokenIn, PlaybackTokenOut, channel_target
-from stagecast.channels.policy import Access, Action, can_view, require, with_token
+from stagecast.channels.playback import channel_target
+from stagecast.channels.policy import Action, require
+from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound
 from stagecast.live import service
 from stagecast.live.hooks import SessionHooks, ViewEvent
+from stagecast.live.lookups import Lookups
 from stagecast.live.manager import LiveManager
 from stagecast.live.service import ChannelLive
 from stagecast.live.states import ACTIVE
@@ -45,62 +45,6 @@ _MEDIA_FILE = re.compile(r"^(init-\d{1,6}\.mp4|seg-\d{8,10}\.m4s)$")
 _RENDITION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _PLAYLIST_HEADERS = {"Cache-Control": "no-cache, max-age=1"}
 _VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-
-
-LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
-
-
-class Lookups:
-    """Per-process cache of slug → channel and active session, so polling is cheap.
-
-    An unknown slug is cached too (as None): probing slugs costs one query a second each.
-    """
-
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=LOOKUP_TTL)
-
-    async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
-        """Return the channel ``slug`` and its active session, or None if there is none.
-
-        ``fresh`` skips the cached value; concurrent misses share one query (a hundred feeds
-        resynchronising after a bus gap read the database once).
-        """
-        return await self.cache.get(
-            slug, lambda: service.channel_live(self._core.db, slug), fresh=fresh
-        )
-
-
-def lookups(core: Core) -> Lookups:
-    """Return this process's slug lookups (made on first use)."""
-    try:
-        return core.get(Lookups)
-    except KeyError:
-        found = Lookups(core)
-        core.register(found)
-        return found
-
-
-async def watchable(
-    core: Core, slug: str, token: str | None, account: Account | None
-) -> ChannelLive:
-    """Return the channel ``slug`` if the caller may watch it; else NotFound (unknown too).
-
-    Public and unlisted channels are open; private ones need a playback token bound to the
-    channel or a staff account (see ``channels.policy.can_view``).
-    """
-    found = await lookups(core).channel(slug)
-    if found is None:
-        raise NotFound("channel not found")
-    known = Access(found.channel_id, found.owner_id, found.visibility, account)
-    known = with_token(known, core.secret_key, token, channel_target(found.channel_id))
-
-    async def standing() -> Access:
-        _, access = await access_to(core.db, found.slug, account)
-        return access
-
-    await can_view(known, standing if account is not None else None, what="channel")
-    return found
 
 
 def _playlist(text: str, token: str | None, viewer: str | None = None) -> Response:
@@ -140,7 +84,7 @@ async def master(
     (the studio's own player) leaves it out, so the broadcaster is not counted.
     """
     viewer = None if preview else _viewer_id(vs)
-    found = await watchable(core, slug, token, account)
+    found = await core.get(Lookups).watchable(slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
     local = core.get(LiveManager).local(found.channel_id)
@@ -225,7 +169,7 @@ async def _current(
 ) -> ChannelLive:
     if not _RENDITION.fullmatch(rendition):
         raise NotFound("not found")
-    found = await watchable(core, slug, token, account)
+    found = await core.get(Lookups).watchable(slug, token, account)
     if found.session_id != session_id:
         raise NotFound("not the channel's current session")
     return found
@@ -252,7 +196,7 @@ async def live_status(
     slug: str, core: CoreDep, account: MaybeAccountDep, token: TokenQuery = None
 ) -> LiveStatus:
     """Say whether the channel is live (public, or with access for private channels)."""
-    found = await watchable(core, slug, token, account)
+    found = await core.get(Lookups).watchable(slug, token, account)
     issued = None
     if found.visibility == "private":
         issued = token or playback.issue(core.secret_key, channel_target(found.channel_id))
@@ -299,7 +243,7 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
     require(access, Action.MANAGE)
     manager = core.get(LiveManager)
     if await manager.end(found.id, "ended by the broadcaster"):
-        lookups(core).cache.invalidate(slug)
+        core.get(Lookups).cache.invalidate(slug)
         return
     current = await service.channel_live(core.db, slug)
     if current is None or current.session_id is None:
@@ -307,4 +251,4 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
     # Held by another process (or by none, after a crash): end it through the database.
     # The holding process sees the end on its next segment and lets its publisher go.
     await manager.end_remote(current.session_id, "ended by the broadcaster", ACTIVE)
-    lookups(core).cache.invalidate(slug)
+    core.get(Lookups).cache.invalidate(slug)

@@ -6,6 +6,7 @@ from contextlib import AsyncExitStack
 
 from stagecast.core import Core
 from stagecast.live.hooks import SessionHooks
+from stagecast.live.lookups import Lookups
 from stagecast.live.manager import LiveManager
 from stagecast.live.storage import SegmentStorage
 
@@ -21,4 +22,5 @@ async def start(core: Core, stack: AsyncExitStack) -> None:
     )
     await manager.start()
     core.register(manager)
+    core.register(Lookups(core.db, core.secret_key))
     stack.push_async_callback(manager.close)

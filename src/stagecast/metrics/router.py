@@ -23,7 +23,7 @@ from stagecast.channels.policy import Access, Action, require
 from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound, TooManyRequests
-from stagecast.live.router import watchable
+from stagecast.live.lookups import Lookups
 from stagecast.metrics import delivery, history, webhooks
 from stagecast.metrics.dispatch import CHANGED_TOPIC
 from stagecast.metrics.feed import EventStream, FeedContext, studio_feed, viewer_feed
@@ -137,7 +137,7 @@ async def viewer_events(
     Sent when something changes, with a heartbeat comment every 15 s otherwise.
     """
     metrics = core.get(Metrics)
-    found = await watchable(core, slug, token, account)
+    found = await core.get(Lookups).watchable(slug, token, account)
     release = metrics.viewer_slots.acquire(found.channel_id)
     latest = metrics.publisher.latest.get(found.channel_id)
     viewers = int(latest["viewers"]["current"]) if latest is not None else 0
@@ -167,7 +167,7 @@ async def heartbeat(
     if wait is not None:
         raise TooManyRequests("too many heartbeats", retry_after=wait)
     metrics = core.get(Metrics)
-    found = await watchable(core, slug, token, account)
+    found = await core.get(Lookups).watchable(slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
     metrics.viewers.seen(found.session_id, body.vs)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from stagecast.cache import TtlCache
 from stagecast.core import Core
 from stagecast.live.hooks import SessionHooks
+from stagecast.live.lookups import Lookups
 from stagecast.live.manager import LiveManager
-from stagecast.live.router import lookups
 from stagecast.live.service import ChannelLive
 from stagecast.metrics import history
 from stagecast.metrics.delivery import Policy
@@ -55,8 +55,8 @@ class Metrics:
     lookups: TtlCache[str, ChannelLive | None]  # the live HLS router's, shared
 
     async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
-        """Return the channel ``slug`` and its active session (``live.router.Lookups``)."""
-        return await lookups(self.core).channel(slug, fresh=fresh)
+        """Return the channel ``slug`` and its active session (``live.lookups.Lookups``)."""
+        return await self.core.get(Lookups).channel(slug, fresh=fresh)
 
 
 def _presence(core: Core) -> Presence:
@@ -170,7 +170,7 @@ async def _start(core: Core, stack: AsyncExitStack, sources: Sequence[SourceFact
         ),
         studio_stats=studio_stats,
         viewer_stats=viewer_stats,
-        lookups=lookups(core).cache,
+        lookups=core.get(Lookups).cache,
     )
     exporter.add(DbCollector(core.db.stats))
     exporter.add(IngestCollector(ingest))

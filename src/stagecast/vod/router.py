@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
-from stagecast.channels.playback import PlaybackTokenIn, PlaybackTokenOut, vod_target
+from stagecast.channels.playback import vod_target
 from stagecast.channels.policy import Action, require
+from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.errors import NotFound
 from stagecast.vod import library, service

@@ -1,0 +1,58 @@
+"""This process's one cache of slug → channel and active session, and who may watch a channel.
+
+Every viewer-facing request (playlists, the viewer feed, heartbeats) asks here instead of the
+database: one query a second per slug at most, an unknown slug included (cached as None).
+"""
+
+from __future__ import annotations
+
+from stagecast.auth.service import Account
+from stagecast.cache import TtlCache
+from stagecast.channels.playback import channel_target
+from stagecast.channels.policy import Access, can_view, with_token
+from stagecast.channels.service import access_to
+from stagecast.db import Database
+from stagecast.errors import NotFound
+from stagecast.live import service
+from stagecast.live.service import ChannelLive
+
+LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
+
+
+class Lookups:
+    """Per-process cache of slug → channel and active session, so polling is cheap.
+
+    An unknown slug is cached too (as None): probing slugs costs one query a second each.
+    """
+
+    def __init__(self, db: Database, secret_key: str) -> None:
+        self._db = db
+        self._secret_key = secret_key
+        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=LOOKUP_TTL)
+
+    async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
+        """Return the channel ``slug`` and its active session, or None if there is none.
+
+        ``fresh`` skips the cached value; concurrent misses share one query (a hundred feeds
+        resynchronising after a bus gap read the database once).
+        """
+        return await self.cache.get(slug, lambda: service.channel_live(self._db, slug), fresh=fresh)
+
+    async def watchable(self, slug: str, token: str | None, account: Account | None) -> ChannelLive:
+        """Return the channel ``slug`` if the caller may watch it; else NotFound (unknown too).
+
+        Public and unlisted channels are open; private ones need a playback token bound to the
+        channel or a staff account (see ``channels.policy.can_view``).
+        """
+        found = await self.channel(slug)
+        if found is None:
+            raise NotFound("channel not found")
+        known = Access(found.channel_id, found.owner_id, found.visibility, account)
+        known = with_token(known, self._secret_key, token, channel_target(found.channel_id))
+
+        async def standing() -> Access:
+            _, access = await access_to(self._db, found.slug, account)
+            return access
+
+        await can_view(known, standing if account is not None else None, what="channel")
+        return found
