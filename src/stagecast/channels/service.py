@@ -16,6 +16,7 @@ from stagecast.auth.credentials import new_credential, parse_credential, secret_
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.bus import Bus
+from stagecast.bus.topics import Topic
 from stagecast.channels.models import PROFILES, VISIBILITIES, channel, channel_moderator
 from stagecast.channels.policy import Access, Action, Grant, require
 from stagecast.db import Database, Kind
@@ -40,24 +41,17 @@ RESERVED_SLUGS = frozenset(
         "new",
     }
 )
-KEY_ROTATED_TOPIC = "channel.key_rotated"
 
 
 @dataclass(frozen=True)
 class KeyRotated:
-    """On ``KEY_ROTATED_TOPIC`` after a rotation commits: publishers holding an older key stop."""
+    """After a rotation commits: publishers holding a key older than ``key_version`` stop."""
 
     channel_id: int
     key_version: int
 
-    def message(self) -> dict[str, int]:
-        """Return the bus payload."""
-        return {"channel_id": self.channel_id, "key_version": self.key_version}
 
-    @classmethod
-    def of(cls, payload: dict[str, Any]) -> KeyRotated:
-        """Read a bus payload. Raises ValueError (or KeyError) if it is not one."""
-        return cls(int(payload["channel_id"]), int(payload["key_version"]))
+KEY_ROTATED_TOPIC: Topic[KeyRotated] = Topic("channel.key_rotated", KeyRotated)
 
 
 @dataclass(frozen=True)
@@ -360,7 +354,7 @@ async def announce_rotation(bus: Bus, rotated: Channel) -> bool:
     announcement only delays the cut-off until each node's next key check (``key_versions``).
     """
     try:
-        await bus.publish(KEY_ROTATED_TOPIC, KeyRotated(rotated.id, rotated.key_version).message())
+        await KEY_ROTATED_TOPIC.publish(bus, KeyRotated(rotated.id, rotated.key_version))
     except StagecastError as exc:
         log.warning(
             "key of %s rotated, but not announced (%s): publishers are cut off at the next check",

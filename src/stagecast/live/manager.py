@@ -107,7 +107,7 @@ class LiveManager:
 
         Nothing here needs the database to be up: reconciliation retries in the background.
         """
-        rotations = await self.bus.subscribe(KEY_ROTATED_TOPIC, maxsize=256)
+        rotations = await KEY_ROTATED_TOPIC.subscribe(self.bus, maxsize=256)
         self._tasks = [
             asyncio.create_task(self._sweep_forever(), name="live-sweep"),
             asyncio.create_task(self._watch_rotations(rotations), name="live-keys"),
@@ -401,8 +401,8 @@ class LiveManager:
                 if item is None or isinstance(item, Gap):
                     continue  # a lost announcement is caught by check_keys
                 try:
-                    rotated = KeyRotated.of(item)
-                except (KeyError, TypeError, ValueError):
+                    rotated = KEY_ROTATED_TOPIC.decode(item)
+                except ValueError:
                     log.warning("ignoring a malformed key rotation message: %r", item)
                     continue
                 await self._rotated(rotated)

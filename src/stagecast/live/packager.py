@@ -146,8 +146,11 @@ class Packager:
         process = self._process
         assert process is not None
         reason = "exited"
+        # One wait for the whole run: a wait cancelled at every poll would leave its future
+        # behind in the subprocess transport (ten a second, for as long as the stream runs).
+        exited = asyncio.ensure_future(process.wait())
         try:
-            while process.returncode is None:
+            while not exited.done():
                 await self._collect_safely()
                 if self._stalled():
                     reason = "stalled"
@@ -155,10 +158,8 @@ class Packager:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
                     break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_POLL):
-                        await process.wait()
-            await process.wait()
+                await asyncio.wait((exited,), timeout=_POLL)
+            await exited
             await self._collect_safely()
         finally:
             for task in self._tasks[:1]:
