@@ -1,16 +1,18 @@
-"""Run the benchmarks: ``python -m bench [SUITE ...] [--quick]`` (``make bench``).
+"""Run the benchmarks: ``python -m bench [SUITE ...] [--quick] [--minutes M]`` (``make bench``).
 
 Each suite is a module of this package with ``run(quick: bool) -> None`` that prints its
-figures next to a baseline measured in the same run. ``--quick`` shortens every suite (CI).
+figures next to a baseline measured in the same run. ``--quick`` shortens every suite (CI);
+``--minutes`` sets the length of the suites that run for a time (``soak``: one hour by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 
-SUITES = ("ingest", "metrics", "vod", "chat")
+SUITES = ("ingest", "metrics", "vod", "chat", "soak")
 
 
 def main() -> None:
@@ -18,6 +20,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="shorter runs (CI mode)")
+    parser.add_argument(
+        "--minutes", type=float, help="length of the timed suites (soak: default 60, quick 3)"
+    )
     args = parser.parse_args()
     chosen = args.suites or list(SUITES)
     unknown = [s for s in chosen if s not in SUITES]
@@ -32,7 +37,10 @@ def main() -> None:
             print(f"== {name}: not available yet", flush=True)
             continue
         print(f"== {name}", flush=True)
-        module.run(quick=args.quick)
+        options: dict[str, object] = {"quick": args.quick}
+        if args.minutes is not None and "minutes" in inspect.signature(module.run).parameters:
+            options["minutes"] = args.minutes
+        module.run(**options)
     sys.stdout.flush()
 
 
