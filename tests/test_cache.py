@@ -177,3 +177,71 @@ async def test_a_fresh_get_skips_the_stored_value_but_shares_the_load_in_flight(
     load.release.set()
     assert await asyncio.gather(*waiters) == [5] * 10
     assert (load.loads, cache.peek("k")) == (1, 5)
+
+
+async def test_a_stale_value_is_served_when_the_reload_is_slow() -> None:
+    """Within ``stale`` seconds past the ttl, a get waits ``patience`` at most, then answers
+    the old value; one reload (shared) replaces it when it finishes."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(
+        max_entries=10, ttl=5, stale=30, patience=0.01, clock=clock
+    )
+    cache.put("k", 1)
+    clock.now = 6.0
+    load = GatedLoad(value=2)
+    assert await cache.get("k", load) == 1  # the reload is held, the caller is not
+    assert await cache.get("k", load) == 1
+    await load.started.wait()
+    assert load.loads == 1
+    assert cache.stale_served == 2
+    load.release.set()
+    async with asyncio.timeout(1):
+        while cache.peek("k") != 2:
+            await asyncio.sleep(0)
+    assert await cache.get("k", load) == 2
+
+
+async def test_a_failed_reload_keeps_serving_the_stale_value_until_it_is_too_old() -> None:
+    """While the loader fails, the last value is served up to ``stale`` past its ttl; after
+    that the error reaches the caller."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=5, stale=30, clock=clock)
+    cache.put("k", 1)
+
+    async def broken() -> int:
+        raise RuntimeError("database down")
+
+    clock.now = 20.0
+    assert await cache.get("k", broken) == 1
+    assert await cache.get("k", broken) == 1  # whether the first reload has failed yet or not
+    clock.now = 35.0  # 30 s past the ttl
+    with pytest.raises(RuntimeError, match="database down"):
+        await cache.get("k", broken)
+
+
+async def test_a_fast_reload_answers_fresh_even_with_stale_allowed() -> None:
+    """A reload that finishes within ``patience`` is what the get returns, not the old value."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=5, stale=30, patience=5, clock=clock)
+    cache.put("k", 1)
+    clock.now = 6.0
+
+    async def newer() -> int:
+        return 2
+
+    assert await cache.get("k", newer) == 2
+    assert cache.stale_served == 0
+
+
+async def test_without_stale_an_expired_value_waits_for_its_reload() -> None:
+    """The default (``stale=0``) never serves an expired value."""
+    clock = Clock()
+    cache: TtlCache[str, int] = TtlCache(max_entries=10, ttl=5, clock=clock)
+    cache.put("k", 1)
+    clock.now = 5.0
+
+    async def newer() -> int:
+        return 2
+
+    assert await cache.get("k", newer) == 2
+    assert cache.stale_served == 0

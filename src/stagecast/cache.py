@@ -7,6 +7,13 @@ await: the loader runs as a task and waiters await that task.
 
 ``invalidate`` and ``clear`` also detach the loads in flight: those loads may have read before
 the change, so they store nothing and later callers start a load of their own.
+
+With ``stale`` > 0 an expired value is kept for up to ``stale`` seconds past its ttl: a get
+waits at most ``patience`` seconds for the (one, shared) reload, and if that reload fails or is
+slower, gets the old value while the reload goes on (stale-if-error). A caller then never
+waits long on the loader for a key seen recently, so a database stall delays nothing on a hot
+path, while a fast reload still answers fresh; after ``stale`` seconds without a successful
+reload, errors reach the caller again.
 """
 
 from __future__ import annotations
@@ -25,18 +32,27 @@ class TtlCache(Generic[K, V]):
     """Cache values for ``ttl`` seconds, at most ``max_entries`` of them."""
 
     def __init__(
-        self, *, max_entries: int, ttl: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        max_entries: int,
+        ttl: float,
+        stale: float = 0.0,
+        patience: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_entries < 1 or ttl <= 0:
-            raise ValueError("max_entries must be >= 1 and ttl > 0")
+        if max_entries < 1 or ttl <= 0 or stale < 0 or patience < 0:
+            raise ValueError("max_entries must be >= 1, ttl > 0, stale and patience >= 0")
         self.max_entries = max_entries
         self.ttl = ttl
+        self.stale = stale
+        self.patience = patience
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         # The one load each key may store from; invalidate() and clear() take it away.
         self._loading: dict[K, asyncio.Task[V]] = {}
         self.hits = 0
         self.misses = 0
+        self.stale_served = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -47,9 +63,17 @@ class TtlCache(Generic[K, V]):
         if entry is None:
             return None
         if entry[0] <= self._clock():
-            del self._entries[key]
+            if entry[0] + self.stale <= self._clock():
+                del self._entries[key]
             return None
         self._entries.move_to_end(key)
+        return entry
+
+    def _stale(self, key: K) -> tuple[float, V] | None:
+        """Return the expired entry of ``key`` if it may still be served (see ``stale``)."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] + self.stale <= self._clock():
+            return None
         return entry
 
     def peek(self, key: K) -> V | None:
@@ -73,7 +97,14 @@ class TtlCache(Generic[K, V]):
             task = asyncio.ensure_future(load())
             self._loading[key] = task
             task.add_done_callback(lambda done: self._loaded(key, done))
-        return await asyncio.shield(task)
+        old = None if fresh else self._stale(key)
+        if old is None:
+            return await asyncio.shield(task)
+        await asyncio.wait((task,), timeout=self.patience)
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        self.stale_served += 1
+        return old[1]  # the reload (if still running) goes on in the background
 
     def _loaded(self, key: K, task: asyncio.Task[V]) -> None:
         # Asking for the exception also marks it retrieved when every waiter has gone.
@@ -83,6 +114,7 @@ class TtlCache(Generic[K, V]):
         del self._loading[key]
         if not failed:
             self.put(key, task.result())
+        # A failed reload leaves a stale entry as it was: it is served until it is too old.
 
     def put(self, key: K, value: V) -> None:
         """Store ``value`` for ``key``, evicting expired entries first, then the oldest used."""
@@ -104,6 +136,6 @@ class TtlCache(Generic[K, V]):
         self._loading.clear()
 
     def _evict_expired(self) -> None:
-        now = self._clock()
+        now = self._clock() - self.stale
         for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
             del self._entries[key]

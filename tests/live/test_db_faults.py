@@ -222,3 +222,44 @@ async def _vod_playlist(http: httpx.AsyncClient, vod_id: int) -> m3u8.M3U8:
     master_url = f"/hls/vods/{vod_id}/master.m3u8"
     master = m3u8.loads((await http.get(master_url)).text)
     return m3u8.loads((await http.get(urljoin(master_url, master.playlists[0].uri))).text)
+
+
+@pytest.mark.skipif(not PG_URL, reason="set STAGECAST_TEST_DATABASE_URL")
+@pytest.mark.ffmpeg
+async def test_viewers_keep_getting_playlists_while_the_channel_tables_are_locked(
+    pg_settings: Settings,
+) -> None:
+    """With the channel and session tables locked mid-stream, the master and media playlists
+    still answer at once, and the media playlist keeps moving."""
+    async with serve(pg_settings) as server:
+        key = await make_channel(server, "steady-view")
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+            publish(server, key, 16),
+        ):
+            live = await wait_for(
+                http, "/api/v1/channels/steady-view/live", lambda b: b["master_url"], 30
+            )
+            variant = f"/hls/steady-view/{await _first_variant(http, live['master_url'])}"
+            before = await wait_for_segments(http, variant, 2)
+            tables = ("channel", "live_session", "live_init", "live_rendition", "segment")
+            async with stalled(pg_settings, *tables):
+                async with asyncio.timeout(10):
+                    while (text := await _quick(http, variant)).count("#EXTINF") <= before.count(
+                        "#EXTINF"
+                    ) and text == before:
+                        assert (await _quick_response(http, live["master_url"])).status_code == 200
+                        await asyncio.sleep(0.3)
+            assert text != before  # a newer playlist was served while the tables were locked
+
+
+async def _quick_response(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET ``url``, failing if it takes longer than a viewer would wait (1.5 s)."""
+    async with asyncio.timeout(1.5):
+        return await http.get(url)
+
+
+async def _quick(http: httpx.AsyncClient, url: str) -> str:
+    response = await _quick_response(http, url)
+    assert response.status_code == 200, response.text
+    return response.text

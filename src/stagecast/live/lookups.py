@@ -17,18 +17,24 @@ from stagecast.live import service
 from stagecast.live.service import ChannelLive
 
 LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
+# Seconds past that a known slug is still answered from memory while the database is reread
+# (or does not answer): a database stall does not stall the playlists of a channel.
+LOOKUP_STALE = 30.0
 
 
 class Lookups:
     """Per-process cache of slug → channel and active session, so polling is cheap.
 
     An unknown slug is cached too (as None): probing slugs costs one query a second each.
+    A slug seen in the last ``LOOKUP_STALE`` seconds never waits for the database.
     """
 
     def __init__(self, db: Database, secret_key: str) -> None:
         self._db = db
         self._secret_key = secret_key
-        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(max_entries=10_000, ttl=LOOKUP_TTL)
+        self.cache: TtlCache[str, ChannelLive | None] = TtlCache(
+            max_entries=10_000, ttl=LOOKUP_TTL, stale=LOOKUP_STALE
+        )
 
     async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
         """Return the channel ``slug`` and its active session, or None if there is none.
