@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from stagecast.chat import messages
+from stagecast.chat import frames
 from stagecast.chat.messages import Draft
 from tests.chat.conftest import Live, Room, frame_where, hello, of_type, open_socket
 
@@ -93,7 +93,7 @@ async def test_a_client_that_never_reads_is_dropped_and_others_keep_up(
                 live.chat.writer.store(room.channel_id, Draft(3, "ann", body)) for _ in range(20)
             ]
             for message, _ in await asyncio.gather(*batch):
-                await live.chat.publish(room.channel_id, messages.frame(message))
+                await live.chat.publish(room.channel_id, frames.Message.of(message))
             sent += 20
             last = await frame_where(reader, lambda f, n=sent: f.get("id") == n, timeout=5)
             assert last["type"] == "message"

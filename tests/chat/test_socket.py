@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections import Counter
 
@@ -16,9 +17,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from stagecast.auth import service as accounts
 from stagecast.bus import BusUnavailable
 from stagecast.channels import playback
-from stagecast.chat import messages
-from stagecast.chat.hub import topic
+from stagecast.chat import frames
+from stagecast.chat.hub import CHANNEL_TOPIC, ChatEvent
 from stagecast.chat.messages import Draft
+from stagecast.chat.rules import TOPIC, Announcement
 from tests.chat.conftest import (
     Frame,
     Live,
@@ -118,10 +120,10 @@ async def test_messages_arrive_in_id_order_even_when_the_bus_reorders_them(
     stored = [
         await live.chat.writer.store(room.channel_id, Draft(3, "ann", f"m{i}")) for i in range(4)
     ]
-    frames = [messages.frame(m) for m, _ in stored]
+    published = [frames.Message.of(m) for m, _ in stored]
     # 2 before 1, and 3 never published: the room waits, then reads 3 back itself.
-    for frame in (frames[1], frames[0], frames[3]):
-        await live.core.bus.publish(topic(room.channel_id), frame)
+    for frame in (published[1], published[0], published[3]):
+        await CHANNEL_TOPIC.publish(live.core.bus, ChatEvent(frame), room.channel_id)
     got = [await frame_where(reader, MESSAGE) for _ in range(4)]
     assert [f["id"] for f in got] == [1, 2, 3, 4]
     assert live.chat.hub.stats.gap_fills >= 1
@@ -141,6 +143,35 @@ async def test_a_message_whose_publish_failed_still_arrives(
     await say(ann, "through the database")
     got = await frame_where(reader, MESSAGE)
     assert (got["id"], got["body"]) == (1, "through the database")
+
+
+async def test_a_malformed_bus_message_is_skipped_and_the_room_keeps_delivering(
+    live: Live, room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What is not a ChatEvent on chat.<id> is logged and dropped; the next post arrives."""
+    reader = await joined(live, room, "bob")
+    ann = await joined(live, room, "ann")
+    name = CHANNEL_TOPIC.name(room.channel_id)
+    forged = {"type": "message", "id": 1, "author": "x", "body": "forged", "sent_at": "now"}
+    with caplog.at_level(logging.WARNING, logger="stagecast.chat.hub"):
+        for bad in (forged, {"frame": {"type": "message", "id": 1, "author": 5}}, {"frame": 7}):
+            await live.core.bus.publish(name, bad)
+        await say(ann, "real")
+        got = await frame_where(reader, MESSAGE)
+    assert (got["id"], got["body"]) == (1, "real")
+    skipped = [r for r in caplog.records if "malformed bus message" in r.getMessage()]
+    assert len(skipped) == 3
+
+
+async def test_a_malformed_moderation_announcement_is_skipped(live: Live, room: Room) -> None:
+    """After a message that is not an Announcement, the next one (a ban) still applies."""
+    ann = await joined(live, room, "ann")
+    ann_id = (await accounts.get_account(live.core.db, "ann")).id
+    await live.core.bus.publish(TOPIC.name(), {"channel_id": "not a number"})
+    # Published as another process would: only this process's listener applies it.
+    await TOPIC.publish(live.core.bus, Announcement(room.channel_id, ann_id, banned=True))
+    assert (await frame_where(ann, of_type("error")))["code"] == "banned"
+    assert await close_code(ann) == 4403
 
 
 async def test_a_bus_gap_makes_the_room_resynchronise(live: Live, room: Room) -> None:
@@ -167,6 +198,7 @@ async def test_a_bus_gap_makes_the_room_resynchronise(live: Live, room: Room) ->
         ('{"type": "post", "body": ""}', "invalid"),
         ('{"type": "post", "body": "x", "nonce": "bad nonce!"}', "invalid"),
         ('{"type": "post", "body": "bell\\u0007"}', "invalid"),
+        ("[" * 5000, "invalid_json"),  # deeper than the JSON parser recurses
     ],
 )
 async def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(

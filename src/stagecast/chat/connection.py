@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,17 +23,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from stagecast.auth.deps import SESSION_COOKIE, identify
 from stagecast.auth.service import Account
 from stagecast.channels.policy import Access, Action, allowed
-from stagecast.chat import messages, service
-from stagecast.chat.errors import (
-    BadOrigin,
-    Banned,
-    FrameTooLarge,
-    InvalidFrame,
-    InvalidJson,
-    UnknownType,
-)
+from stagecast.chat import frames, messages, service
+from stagecast.chat.errors import BadOrigin, Banned
 from stagecast.chat.hub import Room
-from stagecast.chat.peer import Peer, encode, error_frame, outgoing
+from stagecast.chat.peer import Peer, outgoing
 from stagecast.chat.rules import ChannelRules
 from stagecast.chat.runtime import Chat
 from stagecast.config import Settings
@@ -44,11 +35,8 @@ from stagecast.errors import BadRequest, StagecastError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
-# A frame this many times over chat_max_frame_bytes closes the socket (1009) instead.
-HARD_LIMIT_FACTOR = 8
 # Inbound frames per socket: a burst of _BURST, then _RATE per second.
 _BURST, _RATE = 20.0, 10.0
-_TOO_BIG = 1009
 
 
 @dataclass(frozen=True)
@@ -162,7 +150,7 @@ async def _serve(ws: WebSocket, send: Send, chat: Chat, slug: str) -> None:
 
 async def _refuse(ws: WebSocket, error: StagecastError) -> None:
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-        await ws.send_text(encode(error_frame(error)))
+        await ws.send_text(frames.encode(frames.Error.of(error)))
         await ws.close(error.ws_close_code, error.code)
 
 
@@ -207,7 +195,7 @@ async def _greet(
     ws: WebSocket, chat: Chat, session: _Session, room: Room, peer: Peer, last_id: int | None
 ) -> None:
     """Send ``hello``, then what the client missed since ``last_id`` (or ``reset``)."""
-    await ws.send_text(encode(await _hello(chat, session, room)))
+    await ws.send_text(frames.encode(await _hello(chat, session, room)))
     if last_id is None:
         peer.start(0)
         return
@@ -220,41 +208,42 @@ async def _greet(
     )
     if len(missed) > limit or ahead:
         chat.hub.stats.resets += 1
-        await ws.send_text(encode({"type": "reset", "last_id": room.last_id}))
+        await ws.send_text(frames.encode(frames.Reset(room.last_id)))
         peer.start(0)
         return
     for message in missed:
-        await ws.send_text(encode(messages.frame(message)))
+        await ws.send_text(frames.encode(frames.Message.of(message)))
     upto = max(last_id, newest) if missed else last_id
-    await ws.send_text(encode({"type": "resumed", "last_id": upto, "count": len(missed)}))
+    await ws.send_text(frames.encode(frames.Resumed(upto, len(missed))))
     peer.start(upto)
 
 
-async def _hello(chat: Chat, session: _Session, room: Room) -> dict[str, Any]:
+async def _hello(chat: Chat, session: _Session, room: Room) -> frames.Hello:
     access, account = session.access, session.account
     timeout_until = None
     if account is not None:
         restriction = await chat.rules.restriction(access.channel_id, account.id)
-        if restriction is not None and restriction.expires_at is not None:
-            timeout_until = restriction.expires_at.isoformat()
-    can_moderate = {
-        "delete": allowed(access, Action.DELETE_MESSAGE),
-        "timeout": allowed(access, Action.TIMEOUT),
-        "ban": allowed(access, Action.BAN),
-        "filters": allowed(access, Action.MANAGE_FILTERS),
-    }
-    return {
-        "type": "hello",
-        "channel": session.slug,
-        "last_id": room.last_id,
-        "user": account.username if account is not None else None,
-        "can_post": account is not None and allowed(access, Action.POST),
-        "moderator": can_moderate if any(can_moderate.values()) else None,
-        "slow_mode": session.rules.slow_mode_seconds,
-        "timeout_until": timeout_until,
-        "max_length": chat.settings.chat_max_length,
-        "heartbeat": chat.settings.chat_heartbeat_seconds,
-    }
+        if restriction is not None:
+            timeout_until = restriction.expires_at
+    powers = frames.Powers(
+        delete=allowed(access, Action.DELETE_MESSAGE),
+        timeout=allowed(access, Action.TIMEOUT),
+        ban=allowed(access, Action.BAN),
+        filters=allowed(access, Action.MANAGE_FILTERS),
+    )
+    return frames.Hello(
+        channel=session.slug,
+        last_id=room.last_id,
+        user=account.username if account is not None else None,
+        can_post=account is not None and allowed(access, Action.POST),
+        moderator=powers
+        if any((powers.delete, powers.timeout, powers.ban, powers.filters))
+        else None,
+        slow_mode=session.rules.slow_mode_seconds,
+        timeout_until=timeout_until,
+        max_length=chat.settings.chat_max_length,
+        heartbeat=chat.settings.chat_heartbeat_seconds,
+    )
 
 
 async def _read(ws: WebSocket, chat: Chat, session: _Session, peer: Peer) -> None:
@@ -275,7 +264,7 @@ async def _read(ws: WebSocket, chat: Chat, session: _Session, peer: Peer) -> Non
             if wait is not None:
                 if budget.should_warn():
                     error = TooManyRequests("too many frames; slow down", retry_after=wait)
-                    peer.push(outgoing(error_frame(error)))
+                    peer.push(outgoing(frames.Error.of(error)))
                 continue
             if not await _frame(ws, chat, session, peer, message.get("text")):
                 return
@@ -287,45 +276,25 @@ async def _frame(
     ws: WebSocket, chat: Chat, session: _Session, peer: Peer, text: str | None
 ) -> bool:
     """Handle one inbound frame; return False if the socket must close."""
-    if text is None:
-        peer.push(outgoing(error_frame(InvalidFrame("only text frames are accepted"))))
-        return True
-    limit = chat.settings.chat_max_frame_bytes
-    size = len(text) if text.isascii() else len(text.encode())
-    if size > limit * HARD_LIMIT_FACTOR:
+    frame = frames.parse(text, chat.settings.chat_max_frame_bytes)
+    if isinstance(frame, frames.Close):
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-            await ws.close(_TOO_BIG, "frame too large")
+            await ws.close(frame.code, frame.reason)
         return False
-    if size > limit:
-        peer.push(outgoing(error_frame(FrameTooLarge(f"frames are limited to {limit} bytes"))))
-        return True
-    try:
-        data = json.loads(text)
-    except ValueError:
-        peer.push(outgoing(error_frame(InvalidJson("frame is not valid JSON"))))
-        return True
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "post":
-        await _post(chat, session, peer, data)
-    elif kind == "ping":
-        peer.push(outgoing({"type": "pong"}))
-    elif kind != "pong":
-        error = (
-            UnknownType(f"unknown frame type {str(kind)[:40]!r}")
-            if isinstance(data, dict) and "type" in data
-            else InvalidFrame('a frame is a JSON object with a "type"')
-        )
-        peer.push(outgoing(error_frame(error)))
-    return True
+    if isinstance(frame, frames.Post):
+        await _post(chat, session, peer, frame)
+    elif isinstance(frame, frames.Ping):
+        peer.push(outgoing(frames.Pong()))
+    elif isinstance(frame, frames.Error):
+        peer.push(outgoing(frame))
+    return True  # a pong needs no answer
 
 
-async def _post(chat: Chat, session: _Session, peer: Peer, data: dict[str, Any]) -> None:
-    nonce = data.get("nonce")
-    echo = nonce if isinstance(nonce, str) and len(nonce) <= messages.NONCE_MAX else None
+async def _post(chat: Chat, session: _Session, peer: Peer, frame: frames.Post) -> None:
     try:
-        posted = await service.post(chat, session.access, session.account, data.get("body"), nonce)
+        posted = await service.post(chat, session.access, session.account, frame.body, frame.nonce)
     except StagecastError as exc:
-        peer.push(outgoing(error_frame(exc, echo)))
+        peer.push(outgoing(frames.Error.of(exc, frame.echo)))
         return
     if posted.held_id is not None:
-        peer.push(outgoing({"type": "held", "nonce": echo, "message": "held for review"}))
+        peer.push(outgoing(frames.Held(frame.echo)))

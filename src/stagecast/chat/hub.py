@@ -14,10 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
 
 from stagecast.bus import Bus, Gap, Subscription
-from stagecast.chat import messages
+from stagecast.bus.base import Payload
+from stagecast.bus.topics import Topic
+from stagecast.chat import frames, messages
 from stagecast.chat.errors import Banned, ServerRestarting
 from stagecast.chat.peer import Message, Peer, outgoing
 from stagecast.chat.stats import HubStats
@@ -32,11 +38,18 @@ _MAX_SUPPRESSED = 1024  # ids deleted before they arrived, so a late arrival is 
 _ROOM_QUEUE = 8192  # bus messages a room may have unread before it gets a Gap
 _RETRY_FILL = 1.0  # seconds before retrying a failed gap-fill
 _SLICE = 256  # peers served between two yields to the event loop
+_POKE: Payload = {}  # put on a room's subscription to wake its pump; never published
 
 
-def topic(channel_id: int) -> str:
-    """Return the bus topic of a channel's chat."""
-    return f"chat.{channel_id}"
+@dataclass(frozen=True)
+class ChatEvent:
+    """A frame for every socket of a channel, published after the change it reports committed."""
+
+    frame: Annotated[frames.Fanout, Field(discriminator="type")]
+
+
+# ``chat.<channel_id>``: read once per bus message by the channel's room in each process.
+CHANNEL_TOPIC: Topic[ChatEvent] = Topic("chat.{}", ChatEvent)
 
 
 class Room:
@@ -49,7 +62,7 @@ class Room:
         self.last_id = 0  # the highest id handed to the peers
         self.joining = 0
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending: dict[int, dict[str, Any]] = {}
+        self._pending: dict[int, frames.Message] = {}
         self._outbox: deque[tuple[int, Message, bool]] = deque()
         self._suppressed: set[int] = set()
         self._fill_at: float | None = None
@@ -59,7 +72,9 @@ class Room:
     async def open(self) -> None:
         """Subscribe, then read the newest id: anything later is on the subscription."""
         try:
-            self._sub = await self.hub.bus.subscribe(topic(self.channel_id), maxsize=_ROOM_QUEUE)
+            self._sub = await CHANNEL_TOPIC.subscribe(
+                self.hub.bus, self.channel_id, maxsize=_ROOM_QUEUE
+            )
             self.last_id = await messages.last_id(self.hub.db, self.channel_id)
         except BaseException as exc:
             if self._sub is not None:
@@ -81,20 +96,20 @@ class Room:
 
     # Delivery.
 
-    def broadcast(self, frame: dict[str, Any], *, staff_only: bool = False) -> None:
+    def broadcast(self, frame: frames.ServerFrame, *, staff_only: bool = False) -> None:
         """Send a control frame to every peer (or only to moderators) at once."""
         message = outgoing(frame)
         for peer in tuple(self.peers):
             if peer.staff or not staff_only:
                 peer.push(message)
 
-    def _deliver(self, message_id: int, frame: dict[str, Any]) -> None:
-        """Queue message ``message_id`` for every peer (the pump sends it next)."""
+    def _deliver(self, frame: frames.Message) -> None:
+        """Queue message ``frame`` for every peer (the pump sends it next)."""
         # Serialised once; the same ASGI message goes to every socket.
-        self._outbox.append((message_id, outgoing(frame), False))
-        self.last_id = message_id
+        self._outbox.append((frame.id, outgoing(frame), False))
+        self.last_id = frame.id
 
-    def _announce(self, frame: dict[str, Any], *, staff_only: bool = False) -> None:
+    def _announce(self, frame: frames.ServerFrame, *, staff_only: bool = False) -> None:
         """Queue a control frame behind the messages already queued."""
         self._outbox.append((0, outgoing(frame), staff_only))
 
@@ -117,7 +132,7 @@ class Room:
         """Check the database now: a message may have been stored without being published."""
         self._fill_at = asyncio.get_running_loop().time()
         if self._sub is not None:
-            self._sub.deliver({"type": "poke"})  # wakes the pump (the type is ignored)
+            self._sub.deliver(_POKE)
 
     # The pump: bus messages in, ordered frames out.
 
@@ -149,18 +164,25 @@ class Room:
                 log.exception("chat room %d failed to deliver", self.channel_id)
                 self._fill_at = loop.time() + _RETRY_FILL
 
-    def _handle(self, payload: dict[str, Any]) -> None:
-        kind = payload.get("type")
-        if kind == "message":
-            self._on_message(payload)
-        elif kind == "deleted":
-            self._on_deleted(payload)
-        elif kind in ("review", "reviewed"):
-            self._announce(payload, staff_only=True)
+    def _handle(self, payload: Payload) -> None:
+        """Read one bus message (decoded once for the whole room) and act on its frame."""
+        if payload is _POKE:
+            return
+        try:
+            frame = CHANNEL_TOPIC.decode(payload).frame
+        except ValueError:  # not from a producer of this version: skip it, keep the room
+            log.warning("chat room %d: skipped a malformed bus message", self.channel_id)
+            return
+        if isinstance(frame, frames.Message):
+            self._on_message(frame)
+        elif isinstance(frame, frames.Deleted):
+            self._on_deleted(frame.id)
+        else:
+            self._announce(frame, staff_only=True)
 
-    def _on_message(self, payload: dict[str, Any]) -> None:
-        message_id = payload.get("id")
-        if not isinstance(message_id, int) or message_id <= self.last_id:
+    def _on_message(self, frame: frames.Message) -> None:
+        message_id = frame.id
+        if message_id <= self.last_id:
             return
         if message_id in self._suppressed:  # deleted before it got here
             self._suppressed.discard(message_id)
@@ -169,20 +191,20 @@ class Room:
                 self._flush()
             return
         if message_id != self.last_id + 1:
-            self._pending[message_id] = payload
+            self._pending[message_id] = frame
             if self._fill_at is None:
                 wait = self.hub.settings.chat_reorder_wait_seconds
                 self._fill_at = asyncio.get_running_loop().time() + wait
             if len(self._pending) > _MAX_PENDING:
                 self._fill_at = asyncio.get_running_loop().time()
             return
-        self._deliver(message_id, payload)
+        self._deliver(frame)
         self._flush()
 
     def _flush(self) -> None:
         """Deliver pending messages that are now next in line."""
         while (following := self._pending.pop(self.last_id + 1, None)) is not None:
-            self._deliver(self.last_id + 1, following)
+            self._deliver(following)
         for stale in [i for i in self._pending if i <= self.last_id]:
             del self._pending[stale]
         if not self._pending:
@@ -191,16 +213,13 @@ class Room:
             wait = self.hub.settings.chat_reorder_wait_seconds
             self._fill_at = asyncio.get_running_loop().time() + wait
 
-    def _on_deleted(self, payload: dict[str, Any]) -> None:
-        message_id = payload.get("id")
-        if not isinstance(message_id, int):
-            return
+    def _on_deleted(self, message_id: int) -> None:
         if message_id > self.last_id:
             self._pending.pop(message_id, None)
             if len(self._suppressed) >= _MAX_SUPPRESSED:
                 self._suppressed.clear()
             self._suppressed.add(message_id)
-        self._announce({"type": "deleted", "id": message_id})
+        self._announce(frames.Deleted(message_id))
 
     async def _fill(self) -> None:
         """Read the ids still missing below the highest pending one from the database."""
@@ -215,7 +234,7 @@ class Room:
         self.hub.stats.gap_fills += 1
         for message in found:
             if message.id > self.last_id and message.id not in self._suppressed:
-                self._deliver(message.id, messages.frame(message))
+                self._deliver(frames.Message.of(message))
         self.last_id = max(self.last_id, upto)
         self._flush()
 
@@ -228,15 +247,15 @@ class Room:
             newest = await messages.last_id(self.hub.db, self.channel_id)
             self.hub.stats.resets += 1
             self.last_id = newest
-            self._announce({"type": "reset", "last_id": newest})
+            self._announce(frames.Reset(newest))
         else:
             for message in found:
                 if message.id > self.last_id:
-                    self._deliver(message.id, messages.frame(message))
+                    self._deliver(frames.Message.of(message))
         self._flush()
 
     async def _heartbeat(self) -> None:
-        self._announce({"type": "ping"})
+        self._announce(frames.Ping())
         if (
             not self._pending
             and await messages.last_id(self.hub.db, self.channel_id) > self.last_id
@@ -245,7 +264,7 @@ class Room:
 
     # Moderation effects on connected sockets.
 
-    def restrict(self, account_id: int, until: str | None, banned: bool) -> None:
+    def restrict(self, account_id: int, until: datetime | None, banned: bool) -> None:
         """Close a banned account's sockets; tell a timed-out (or released) one until when."""
         for peer in tuple(self.peers):
             if peer.account_id != account_id:
@@ -254,7 +273,7 @@ class Room:
                 self.peers.discard(peer)
                 peer.kick(Banned("you are banned from this chat"))
             else:
-                peer.push(outgoing({"type": "timeout", "until": until}))
+                peer.push(outgoing(frames.Timeout(until)))
 
 
 class Hub:
@@ -317,13 +336,15 @@ class Hub:
         if room is not None:
             room.poke()
 
-    def restrict(self, channel_id: int, account_id: int, until: str | None, banned: bool) -> None:
+    def restrict(
+        self, channel_id: int, account_id: int, until: datetime | None, banned: bool
+    ) -> None:
         """Apply a ban or timeout to the account's sockets on this channel, if any."""
         room = self._rooms.get(channel_id)
         if room is not None:
             room.restrict(account_id, until, banned)
 
-    def announce(self, channel_id: int, frame: dict[str, Any]) -> None:
+    def announce(self, channel_id: int, frame: frames.ServerFrame) -> None:
         """Send a control frame to every socket of the channel in this process."""
         room = self._rooms.get(channel_id)
         if room is not None:

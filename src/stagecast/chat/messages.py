@@ -83,18 +83,6 @@ def clean_nonce(nonce: object) -> str | None:
     return nonce
 
 
-def frame(message: Message) -> dict[str, Any]:
-    """Return the ``message`` frame clients receive (also the bus payload)."""
-    return {
-        "type": "message",
-        "id": message.id,
-        "author": message.author,
-        "body": message.body,
-        "sent_at": message.sent_at.isoformat(),
-        "nonce": message.nonce,
-    }
-
-
 _COLUMNS = (
     chat_message.c.seq,
     account.c.username,

@@ -28,7 +28,7 @@ from stagecast.chat.models import (
     chat_moderation_log,
     chat_restriction,
 )
-from stagecast.chat.rules import ChannelRules, load_filters
+from stagecast.chat.rules import Announcement, ChannelRules, load_filters
 from stagecast.chat.runtime import Chat
 from stagecast.db import Kind
 from stagecast.db.schema import utcnow
@@ -153,14 +153,7 @@ async def restrict(
         return target
 
     target = await chat.db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="chat_restrict")
-    await chat.announce(
-        {
-            "channel_id": channel_id,
-            "account_id": target,
-            "banned": seconds is None,
-            "until": until.isoformat() if until is not None else None,
-        }
-    )
+    await chat.announce(Announcement(channel_id, target, banned=seconds is None, until=until))
     return until
 
 
@@ -193,9 +186,7 @@ async def release(chat: Chat, access: Access, actor: Account, username: str, *, 
         return int(target)
 
     target = await chat.db.run(unit, kind=Kind.WRITE, name="chat_release")
-    await chat.announce(
-        {"channel_id": channel_id, "account_id": target, "banned": False, "until": None}
-    )
+    await chat.announce(Announcement(channel_id, target))
 
 
 async def restrictions(
@@ -282,10 +273,7 @@ async def update_settings(
         await record(conn, channel_id, actor.id, "settings", detail=detail)
 
     await chat.db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="chat_settings")
-    announcement: dict[str, Any] = {"channel_id": channel_id, "account_id": None}
-    if slow_mode_seconds is not None:
-        announcement["slow_mode"] = slow_mode_seconds
-    await chat.announce(announcement)
+    await chat.announce(Announcement(channel_id, slow_mode=slow_mode_seconds))
     return await chat.rules.channel(channel_id)
 
 
@@ -332,7 +320,7 @@ async def add_filter(
         return rule
 
     rule = await chat.db.run(unit, kind=Kind.WRITE, name="chat_add_filter")
-    await chat.announce({"channel_id": channel_id, "account_id": None})
+    await chat.announce(Announcement(channel_id))
     return rule
 
 
@@ -354,7 +342,7 @@ async def remove_filter(chat: Chat, access: Access, actor: Account, filter_id: i
         await record(conn, channel_id, actor.id, "filter_remove", detail=" ".join(removed))
 
     await chat.db.run(unit, kind=Kind.WRITE, name="chat_remove_filter")
-    await chat.announce({"channel_id": channel_id, "account_id": None})
+    await chat.announce(Announcement(channel_id))
 
 
 async def log(

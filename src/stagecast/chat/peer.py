@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from stagecast.chat import frames
 from stagecast.chat.errors import SlowConsumer
 from stagecast.chat.stats import HubStats
 from stagecast.errors import StagecastError
@@ -35,24 +35,9 @@ Close = Callable[[int, str], Awaitable[None]]
 _CLOSE_TIMEOUT = 5.0
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """Serialise a frame the way every socket receives it."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-
-
-def outgoing(frame: dict[str, Any]) -> Message:
+def outgoing(frame: frames.ServerFrame) -> Message:
     """Return the ASGI message that sends ``frame``; one is shared by every socket."""
-    return {"type": "websocket.send", "text": encode(frame)}
-
-
-def error_frame(error: StagecastError, nonce: str | None = None) -> dict[str, Any]:
-    """Return the ``error`` frame for ``error``."""
-    frame: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-    if error.retry_after is not None:
-        frame["retry_after"] = round(error.retry_after, 3)
-    if nonce is not None:
-        frame["nonce"] = nonce
-    return frame
+    return {"type": "websocket.send", "text": frames.encode(frame)}
 
 
 def _coroutine(awaitable: Awaitable[None]) -> Coroutine[Any, Any, None]:
@@ -198,7 +183,7 @@ class Peer:
             return
         self.closed = True
         self._queue.clear()
-        message = outgoing(error_frame(error)) if final else None
+        message = outgoing(frames.Error.of(error)) if final else None
         self._finisher = asyncio.create_task(self._end(error, message), name="chat-peer-close")
 
     async def _end(self, error: StagecastError, message: Message | None) -> None:

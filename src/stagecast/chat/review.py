@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +19,7 @@ from stagecast import cursors
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.channels.policy import Access, Action, require
-from stagecast.chat import messages
+from stagecast.chat import frames, messages
 from stagecast.chat.filters import FilterRule
 from stagecast.chat.messages import Draft, Message, OnAirMark
 from stagecast.chat.models import chat_held
@@ -41,18 +41,6 @@ class HeldMessage:
     body: str
     sent_at: datetime
     filter_id: int | None
-
-
-def review_frame(held: HeldMessage, reason: str) -> dict[str, Any]:
-    """Return the ``review`` frame moderators' sockets receive."""
-    return {
-        "type": "review",
-        "id": held.id,
-        "author": held.author,
-        "body": held.body,
-        "sent_at": held.sent_at.isoformat(),
-        "reason": reason,
-    }
 
 
 async def hold(
@@ -102,8 +90,8 @@ async def hold(
         if replayed is None:
             raise
         held_id = replayed
-    held = HeldMessage(held_id, author.username, body, sent_at, rule.id)
-    await chat.publish(channel_id, review_frame(held, f"{rule.kind} filter"))
+    reason = f"{rule.kind} filter"
+    await chat.publish(channel_id, frames.Review(held_id, author.username, body, sent_at, reason))
     return held_id
 
 
@@ -198,9 +186,9 @@ async def decide(
         return stored
 
     stored = await chat.db.run(unit, kind=Kind.WRITE, name="chat_decide")
-    outcome = "approved" if approve else "rejected"
-    await chat.publish(channel_id, {"type": "reviewed", "id": held_id, "outcome": outcome})
+    outcome: Literal["approved", "rejected"] = "approved" if approve else "rejected"
+    await chat.publish(channel_id, frames.Reviewed(held_id, outcome))
     if stored is not None:
         chat.hub.stats.posted += 1
-        await chat.publish(channel_id, messages.frame(stored))
+        await chat.publish(channel_id, frames.Message.of(stored))
     return stored

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from stagecast.bus.topics import Topic
 from stagecast.cache import TtlCache
 from stagecast.chat.errors import Banned, TimedOut
 from stagecast.chat.filters import FilterRule, FilterSet
@@ -22,7 +23,25 @@ from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.errors import StagecastError
 
-TOPIC = "chat.moderation"
+
+@dataclass(frozen=True)
+class Announcement:
+    """A moderation change, for every process's cache and sockets (published after commit).
+
+    ``account_id`` None: the channel's rules changed (``slow_mode`` is set when slow mode did,
+    in seconds); otherwise that account was banned (``banned``), timed out until ``until``, or
+    released (neither).
+    """
+
+    channel_id: int
+    account_id: int | None = None
+    banned: bool = False
+    until: datetime | None = None
+    slow_mode: int | None = None
+
+
+# ``chat.moderation``: one topic for every channel.
+TOPIC: Topic[Announcement] = Topic("chat.moderation", Announcement)
 
 
 @dataclass(frozen=True)

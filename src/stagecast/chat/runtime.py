@@ -8,12 +8,12 @@ import contextlib
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
 
 from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
-from stagecast.chat.hub import Hub, topic
+from stagecast.chat import frames
+from stagecast.chat.hub import CHANNEL_TOPIC, ChatEvent, Hub
 from stagecast.chat.onair import OnAir
-from stagecast.chat.rules import TOPIC, Rules
+from stagecast.chat.rules import TOPIC, Announcement, Rules
 from stagecast.chat.writer import MessageWriter
 from stagecast.config import Settings
 from stagecast.core import Core
@@ -57,7 +57,7 @@ class Chat:
 
     async def start(self) -> None:
         """Subscribe to moderation announcements and start applying them."""
-        self._subscription = await self.bus.subscribe(TOPIC, maxsize=4096)
+        self._subscription = await TOPIC.subscribe(self.bus, maxsize=4096)
         self._listener = asyncio.create_task(self._listen(), name="chat-moderation")
 
     async def _listen(self) -> None:
@@ -68,25 +68,24 @@ class Chat:
                 self.rules.clear()
             elif item is not None:
                 try:
-                    self.apply(item)
-                except (KeyError, TypeError, ValueError):
+                    announcement = TOPIC.decode(item)
+                except ValueError:
                     log.warning("chat: ignored a malformed moderation announcement")
+                else:
+                    self.apply(announcement)
 
-    def apply(self, announcement: dict[str, Any]) -> None:
+    def apply(self, announcement: Announcement) -> None:
         """Apply a moderation announcement to this process's cache and sockets."""
-        channel_id = int(announcement["channel_id"])
-        account_id = announcement.get("account_id")
+        channel_id, account_id = announcement.channel_id, announcement.account_id
         if account_id is None:
             self.rules.invalidate(channel_id)
-            if "slow_mode" in announcement:
-                frame = {"type": "settings", "slow_mode": int(announcement["slow_mode"])}
-                self.hub.announce(channel_id, frame)
+            if announcement.slow_mode is not None:
+                self.hub.announce(channel_id, frames.Settings(announcement.slow_mode))
             return
-        self.rules.invalidate(channel_id, int(account_id))
-        banned = bool(announcement.get("banned"))
-        self.hub.restrict(channel_id, int(account_id), announcement.get("until"), banned)
+        self.rules.invalidate(channel_id, account_id)
+        self.hub.restrict(channel_id, account_id, announcement.until, announcement.banned)
 
-    async def announce(self, announcement: dict[str, Any]) -> None:
+    async def announce(self, announcement: Announcement) -> None:
         """Apply ``announcement`` here at once, then tell every other process.
 
         If the bus is down, the other processes pick the change up when their cache entries
@@ -94,21 +93,21 @@ class Chat:
         """
         self.apply(announcement)
         try:
-            await self.bus.publish(TOPIC, announcement)
+            await TOPIC.publish(self.bus, announcement)
         except BusUnavailable:
             log.warning("chat: moderation change not announced (bus unavailable)")
 
-    async def publish(self, channel_id: int, frame: dict[str, Any]) -> None:
+    async def publish(self, channel_id: int, frame: frames.Fanout) -> None:
         """Publish ``frame`` on the channel's topic, after the transaction that made it.
 
         If the bus refuses, a stored message still reaches this process's sockets: the room
         reads it back from the database (other processes find it at their next heartbeat).
         """
         try:
-            await self.bus.publish(topic(channel_id), frame)
+            await CHANNEL_TOPIC.publish(self.bus, ChatEvent(frame), channel_id)
         except BusUnavailable:
-            log.warning("chat: %s frame of channel %d not published", frame.get("type"), channel_id)
-            if frame.get("type") == "message":
+            log.warning("chat: %s frame of channel %d not published", frame.type, channel_id)
+            if isinstance(frame, frames.Message):
                 self.hub.poke(channel_id)
 
     async def close(self) -> None:

@@ -9,16 +9,16 @@ database, and other processes find it at their next heartbeat or resume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast import cursors
 from stagecast.auth.service import Account
 from stagecast.channels import playback
-from stagecast.channels.policy import Access, Action, allowed, require
+from stagecast.channels.policy import Access, Action, allowed, require, with_token
 from stagecast.channels.service import access_to
-from stagecast.chat import messages, moderation, review
+from stagecast.chat import frames, messages, moderation, review
 from stagecast.chat.errors import Blocked, SlowMode
 from stagecast.chat.messages import Draft, Message
 from stagecast.chat.rules import ChannelRules
@@ -70,7 +70,7 @@ async def post(
     message, created = await chat.writer.store(channel_id, draft)
     if created:
         chat.hub.stats.posted += 1
-    await chat.publish(channel_id, messages.frame(message))
+    await chat.publish(channel_id, frames.Message.of(message))
     return Posted(message=message)
 
 
@@ -95,11 +95,7 @@ async def channel_access(
     """Return the caller's access to channel ``slug``; a valid playback token (``?token=``)
     opens a private channel for viewing. Raises NotFound for an unknown channel."""
     found, access = await access_to(chat.db, slug, caller)
-    # A non-ASCII token cannot be ours (and would make hmac.compare_digest raise).
-    if token and token.isascii() and not allowed(access, Action.VIEW):
-        ok = playback.allows(chat.core.secret_key, token, f"channel:{found.id}")
-        access = replace(access, playback_token_ok=ok)
-    return access
+    return with_token(access, chat.core.secret_key, token, playback.channel_target(found.id))
 
 
 async def require_reader(chat: Chat, access: Access) -> ChannelRules:
@@ -158,4 +154,4 @@ async def delete(chat: Chat, access: Access, actor: Account, message_id: int) ->
         )
 
     await chat.db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="chat_delete")
-    await chat.publish(channel_id, {"type": "deleted", "id": message_id})
+    await chat.publish(channel_id, frames.Deleted(message_id))
