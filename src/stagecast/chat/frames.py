@@ -260,7 +260,11 @@ def encode(frame: ServerFrame) -> str:
         value = getattr(frame, name)
         if value is not None or name not in omitted:
             data[name] = value
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+    return _ENCODER.encode(data)
+
+
+# Built once: ``json.dumps`` with options would build an encoder for every frame.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_value)
 
 
 _CLIENT_TYPES: dict[str, ClientFrame] = {"ping": Ping(), "pong": Pong()}

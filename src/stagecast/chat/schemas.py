@@ -1,7 +1,6 @@
 """Wire formats of the chat REST endpoints. Unknown fields are refused.
 
-The socket's frames are plain dicts built where they are sent (``messages.frame``,
-``peer.error_frame``, the ``hello`` of ``connection``); the README documents them.
+The socket's frames are in ``chat.frames``; the README documents both.
 """
 
 from __future__ import annotations
