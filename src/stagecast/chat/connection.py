@@ -236,9 +236,7 @@ async def _hello(chat: Chat, session: _Session, room: Room) -> frames.Hello:
         last_id=room.last_id,
         user=account.username if account is not None else None,
         can_post=account is not None and allowed(access, Action.POST),
-        moderator=powers
-        if any((powers.delete, powers.timeout, powers.ban, powers.filters))
-        else None,
+        moderator=powers if powers.granted else None,
         slow_mode=session.rules.slow_mode_seconds,
         timeout_until=timeout_until,
         max_length=chat.settings.chat_max_length,

@@ -40,6 +40,11 @@ class Powers:
     ban: bool
     filters: bool
 
+    @property
+    def granted(self) -> bool:
+        """Tell whether any of them is granted (a plain viewer's hello says null instead)."""
+        return self.delete or self.timeout or self.ban or self.filters
+
 
 @dataclass(frozen=True)
 class Hello:
