@@ -50,9 +50,9 @@ from stagecast.config import Settings
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
 from stagecast.live.hooks import MediaEvent, SegmentEvent
-from stagecast.metrics.ingest import IngestMetrics
-from stagecast.metrics.publisher import Publisher
-from stagecast.metrics.viewers import MemoryPresence, Viewers
+from stagecast.studio.presence import MemoryPresence, Viewers
+from stagecast.studio.publisher import Publisher
+from stagecast.studio.telemetry import IngestMetrics
 
 STREAMS = 1_000
 VIEWERS = 10

@@ -33,14 +33,19 @@ from stagecast.live.hooks import SessionHooks
 from stagecast.live.manager import LiveManager
 from stagecast.live.router import router as live_router
 from stagecast.live.storage import LocalStorage, SegmentStorage
-from stagecast.metrics import runtime as metrics_runtime
-from stagecast.metrics.prometheus import HttpMetrics, StatsSource
-from stagecast.metrics.router import router as metrics_router
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from stagecast.stats import StatsSource
+from stagecast.studio import runtime as studio_runtime
+from stagecast.studio.router import router as studio_router
+from stagecast.studio.runtime import Studio
 from stagecast.vod import worker as vod_worker
 from stagecast.vod.playback import router as vod_playback_router
 from stagecast.vod.router import router as vod_router
-from stagecast.web import errors, health, pages
+from stagecast.web import errors, health, pages, prometheus
+from stagecast.web.prometheus import HttpMetrics, IngestCollector
+from stagecast.webhooks import runtime as webhooks_runtime
+from stagecast.webhooks.router import router as webhooks_router
+from stagecast.webhooks.runtime import Webhooks
 
 # Each domain contributes a starter: it builds its components, registers them on the core and
 # pushes their shutdown onto the stack.
@@ -48,7 +53,7 @@ Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
 
 
 def _chat_counters(core: Core) -> StatsSource:
-    """Export the chat hub's counters on /metrics (metrics may not import chat itself)."""
+    """Export the chat hub's counters on /metrics."""
     return StatsSource(
         "chat", lambda: core.get(Chat).hub.stats.snapshot(), frozenset({"connected", "rooms"})
     )
@@ -78,15 +83,31 @@ def _archive_counters(core: Core) -> StatsSource:
     )
 
 
-# The VOD starter goes first: its session-end hook must be in place before the live manager
-# reconciles (and may end) sessions left over from a crash.
+def _sources(core: Core) -> list[StatsSource]:
+    """Every component's counters, for /metrics."""
+    return [
+        *core.get(Studio).sources(),
+        *core.get(Webhooks).sources(),
+        _chat_counters(core),
+        _vod_counters(core),
+        _archive_counters(core),
+    ]
+
+
+# The VOD and webhook starters go first: their session-end hooks must be in place before the
+# live manager reconciles (and may end) sessions left over from a crash.
 STARTERS: list[Starter] = [
     vod_worker.start,
+    webhooks_runtime.start,
     live_runtime.start,
     ingest_servers.start,
     start_chat,
     # The studio reads the sessions the live manager holds: it starts after it.
-    metrics_runtime.starter(sources=[_chat_counters, _vod_counters, _archive_counters]),
+    studio_runtime.starter(on_live=lambda core: core.get(Webhooks).dispatcher.stream_started),
+    # The exporter reads every component: it starts last.
+    prometheus.starter(
+        sources=_sources, collectors=lambda core: [IngestCollector(core.get(Studio).ingest)]
+    ),
 ]
 
 
@@ -162,7 +183,9 @@ def create_app(
     app.include_router(ingest_router)
     app.include_router(vod_router)
     app.include_router(vod_playback_router)
-    app.include_router(metrics_router)
+    app.include_router(studio_router)
+    app.include_router(webhooks_router)
+    app.include_router(prometheus.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(HttpMetrics)

@@ -72,3 +72,15 @@ def int_key(value: int | str) -> int:
     if not isinstance(value, int) or value < 0:
         raise BadCursor("malformed cursor")
     return value
+
+
+def after_id(secret: str, purpose: str, scope: Scope, cursor: str | None) -> int | None:
+    """Return the id a one-key cursor continues after (None for the first page). Raises 400."""
+    if cursor is None:
+        return None
+    return int_key(decode(secret, purpose, scope, cursor, 1)[0])
+
+
+def next_by_id(secret: str, purpose: str, scope: Scope, last_id: int | None) -> str | None:
+    """Return the cursor of the page after the row ``last_id`` (None when there is no more)."""
+    return None if last_id is None else encode(secret, purpose, scope, (last_id,))

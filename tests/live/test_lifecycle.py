@@ -24,9 +24,7 @@ async def _channel(db: Database, slug: str = "show") -> int:
     return created.id
 
 
-async def _open(
-    db: Database, channel_id: int, node: str = "n1"
-) -> service.SessionRow:
+async def _open(db: Database, channel_id: int, node: str = "n1") -> service.SessionRow:
     return await service.open_session(
         db,
         channel_id=channel_id,

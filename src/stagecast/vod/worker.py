@@ -24,6 +24,7 @@ from stagecast.live.hooks import SessionHooks
 from stagecast.live.storage import SegmentStorage
 from stagecast.vod import building, jobs, purge
 from stagecast.vod.building import BuildError
+from stagecast.vod.events import VOD_TOPIC, VodReady
 from stagecast.vod.jobs import Claim, Policy
 
 log = logging.getLogger(__name__)
@@ -148,15 +149,9 @@ class VodWorker:
         """Tell the studio and webhooks (topic ``vod.<channel_id>``), after the commit."""
         if self.bus is None:
             return
-        message = {
-            "type": "vod.ready",
-            "vod_id": archive.vod_id,
-            "session_id": archive.session_id,
-            "channel_id": archive.channel_id,
-            "duration": built.duration,
-        }
+        ready = VodReady(archive.vod_id, archive.session_id, archive.channel_id, built.duration)
         try:
-            await self.bus.publish(f"vod.{archive.channel_id}", message)
+            await VOD_TOPIC.publish(self.bus, ready, archive.channel_id)
         except BusUnavailable:  # the VOD is ready all the same; the studio sees it on reload
             log.warning("vod %d: could not announce it on the bus", archive.vod_id)
 

@@ -1,1 +1,0 @@
-"""The studio's live metrics: ingest windows, health, viewers, feeds, Prometheus, webhooks."""

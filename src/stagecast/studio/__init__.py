@@ -1,0 +1,1 @@
+"""The broadcaster's studio: ingest telemetry, health, viewer presence, history and event feeds."""
