@@ -39,7 +39,7 @@ from stagecast.studio import runtime as studio_runtime
 from stagecast.studio.router import router as studio_router
 from stagecast.studio.runtime import Studio
 from stagecast.vod import worker as vod_worker
-from stagecast.vod.playback import router as vod_playback_router
+from stagecast.vod.hls import router as vod_hls_router
 from stagecast.vod.router import router as vod_router
 from stagecast.web import errors, health, pages, prometheus
 from stagecast.web.prometheus import HttpMetrics, IngestCollector
@@ -182,7 +182,7 @@ def create_app(
     app.include_router(live_router)
     app.include_router(ingest_router)
     app.include_router(vod_router)
-    app.include_router(vod_playback_router)
+    app.include_router(vod_hls_router)
     app.include_router(studio_router)
     app.include_router(webhooks_router)
     app.include_router(prometheus.router)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.chat.runtime import Chat
 from tests.chat.conftest import Room, make_room, quick_user
 
@@ -127,10 +127,10 @@ async def test_private_history_needs_membership_or_a_playback_token(
     assert (
         await client.get(url(private, "/messages"), headers=private.auth("mod"))
     ).status_code == 200
-    token = playback.issue("test-secret-key", f"channel:{private.channel_id}")
+    token = tokens.issue("test-secret-key", f"channel:{private.channel_id}")
     opened = await client.get(url(private, "/messages"), params={"token": token})
     assert opened.status_code == 200
-    wrong = playback.issue("test-secret-key", f"channel:{private.channel_id + 1000}")
+    wrong = tokens.issue("test-secret-key", f"channel:{private.channel_id + 1000}")
     assert (await client.get(url(private, "/messages"), params={"token": wrong})).status_code == 404
     assert (await client.get(url(private, "/messages"), params={"token": "é"})).status_code == 404
 

@@ -87,6 +87,17 @@ async def test_a_client_that_never_reads_is_dropped_and_others_keep_up(
             await asyncio.sleep(0.01)
     body = "x" * 500
     sent = 0
+
+    async def once_dropped() -> int | None:
+        """Start reading the stuck socket as soon as it is dropped: the server gives its last
+        frames 5 s to get out, and finishing the batch under way may take that long."""
+        async with asyncio.timeout(30):
+            while hub.stats.dropped == 0:
+                await asyncio.sleep(0.01)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # read it all, quickly
+        return await read_close_code(stuck)
+
+    closing = asyncio.create_task(once_dropped())
     async with asyncio.timeout(30):
         while hub.stats.dropped == 0:
             batch = [
@@ -98,8 +109,7 @@ async def test_a_client_that_never_reads_is_dropped_and_others_keep_up(
             last = await frame_where(reader, lambda f, n=sent: f.get("id") == n, timeout=5)
             assert last["type"] == "message"
     assert hub.stats.connected >= 1
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now read it all, quickly
-    assert await read_close_code(stuck) == 4408
+    assert await closing == 4408
     stuck.close()
     back = await open_socket(live.socket_url(room.slug, last_id=sent - 5), room.auth("bob"))
     await hello(back)

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from stagecast.auth import service as accounts
 from stagecast.bus import BusUnavailable
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.chat import frames
 from stagecast.chat.hub import CHANNEL_TOPIC, ChatEvent
 from stagecast.chat.messages import Draft
@@ -308,7 +308,7 @@ async def test_private_channels_need_access_on_the_socket_too(live: Live) -> Non
         assert (await next_frame(outsider))["code"] == "not_found"
         assert await close_code(outsider) == 4404
     await hello(await open_socket(live.socket_url(private.slug), private.auth("mod")))
-    token = playback.issue("test-secret-key", f"channel:{private.channel_id}")
+    token = tokens.issue("test-secret-key", f"channel:{private.channel_id}")
     await hello(await open_socket(live.socket_url(private.slug, token=token)))
 
 

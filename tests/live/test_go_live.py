@@ -19,7 +19,7 @@ import m3u8
 import pytest
 
 from stagecast.auth import service as accounts
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.channels.service import get_channel
 from stagecast.config import Settings
 from stagecast.ingest.rtmp.server import RtmpServer
@@ -284,9 +284,9 @@ async def test_private_channels_need_a_token_bound_to_them(
     core = server.core
     found = await get_channel(core.db, "secret")
     other = await get_channel(core.db, "other")
-    good = playback.issue(core.secret_key, f"channel:{found.id}")
-    wrong = playback.issue(core.secret_key, f"channel:{other.id}")
-    expired = playback.issue(core.secret_key, f"channel:{found.id}", ttl=-1)
+    good = tokens.issue(core.secret_key, f"channel:{found.id}")
+    wrong = tokens.issue(core.secret_key, f"channel:{other.id}")
+    expired = tokens.issue(core.secret_key, f"channel:{found.id}", ttl=-1)
     async with publish(server, key, 8):
         await wait_for(
             http, f"/api/v1/channels/secret/live?token={good}", lambda b: b["state"] == "live"

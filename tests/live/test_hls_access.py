@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from stagecast.auth import service as accounts
-from stagecast.channels import playback
 from stagecast.channels import service as channels
+from stagecast.channels import tokens
 from stagecast.channels.policy import Grant
 from stagecast.core import Core
 from tests.auth.test_api import bearer, make_user
@@ -65,12 +65,12 @@ async def test_a_private_channel_opens_to_its_token_and_its_staff_only(
     core, channel_id, owner = hidden.core, hidden.channel_id, hidden.owner
     url = "/api/v1/channels/hidden/live"
     secret = core.secret_key
-    good = playback.issue(secret, playback.channel_target(channel_id))
+    good = tokens.issue(secret, tokens.channel_target(channel_id))
     for wrong in (
         None,
-        playback.issue(secret, playback.channel_target(channel_id + 1)),
-        playback.issue(secret, playback.channel_target(channel_id), ttl=-1),
-        playback.link_key(secret, playback.channel_target(channel_id)),
+        tokens.issue(secret, tokens.channel_target(channel_id + 1)),
+        tokens.issue(secret, tokens.channel_target(channel_id), ttl=-1),
+        tokens.link_key(secret, tokens.channel_target(channel_id)),
         "a.\u00e9",
     ):
         assert (await client.get(url, params={"token": wrong})).status_code == 404, wrong
@@ -100,8 +100,8 @@ async def test_a_channel_playback_link_names_its_page_and_its_playlist(
     assert body["expires_in"] == 7200
     assert body["watch_url"] == f"/c/hidden?token={token}"
     assert body["playback_url"] == f"/hls/hidden/master.m3u8?token={token}"
-    target = playback.channel_target(hidden.channel_id)
-    assert playback.allows(hidden.core.secret_key, token, target)
+    target = tokens.channel_target(hidden.channel_id)
+    assert tokens.allows(hidden.core.secret_key, token, target)
     refused = await client.post(url, json={"hours": 2, "days": 1}, headers=hidden.owner)
     assert refused.status_code == 422  # unknown fields are refused, as for VOD links
 
@@ -119,7 +119,7 @@ seg-00000001.m4s
 
 def test_the_token_reaches_every_uri_of_a_playlist() -> None:
     """Segment lines and every URI attribute (map, parts, hints, reports) get the query."""
-    text = playback.carry(LL_HLS, {"token": "t.k", "vs": "viewer-1", "empty": None})
+    text = tokens.carry(LL_HLS, {"token": "t.k", "vs": "viewer-1", "empty": None})
     query = "token=t.k&vs=viewer-1"
     assert f"seg-00000001.m4s?{query}\n" in text
     assert f'#EXT-X-MAP:URI="init-0.mp4?{query}"' in text
@@ -127,4 +127,4 @@ def test_the_token_reaches_every_uri_of_a_playlist() -> None:
     assert f'URI="part-00000002.1.m4s?{query}"' in text
     assert f'URI="../720p/index.m3u8?_HLS_msn=2&{query}"' in text  # a query of its own kept
     assert text.count("token=") == 5
-    assert playback.carry(LL_HLS, {"token": None}) == LL_HLS
+    assert tokens.carry(LL_HLS, {"token": None}) == LL_HLS

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.channels.policy import Grant
 from stagecast.channels.service import set_moderator
 from stagecast.live.lookups import Lookups
@@ -205,7 +205,7 @@ async def test_private_channels_need_a_playback_token_for_the_viewer_feed(
     _, channel = await owned_channel(server.core.db, visibility="private")
     url = f"/api/v1/channels/{channel.slug}/events"
     assert (await http.get(url)).status_code == 404
-    token = playback.issue(server.core.secret_key, f"channel:{channel.id}")
+    token = tokens.issue(server.core.secret_key, f"channel:{channel.id}")
     async with sse(http, f"{url}?token={token}") as feed:
         assert (await feed.until(lambda m: m.event == "status")).data["state"] == "offline"
 

@@ -5,7 +5,7 @@ the caller's ``Access`` to the channel. A caller who may not even know the chann
 NotFound, never Forbidden, so private channels and foreign studios are not revealed.
 
 Watching (live HLS, VODs, the viewer feed, chat history) goes through ``can_view``: a
-playback token (``?token=``, see ``channels.playback``) is judged by ``with_token``, and the
+playback token (``?token=``, see ``channels.tokens``) is judged by ``with_token``, and the
 caller's moderator grant is read only when nothing cheaper lets them in.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from stagecast.auth.service import Account
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.errors import NotFound
 
 
@@ -104,8 +104,8 @@ def require(access: Access, action: Action, *, what: str = "channel") -> None:
 
 def with_token(access: Access, secret: str, token: str | None, target: str) -> Access:
     """Return ``access`` with ``playback_token_ok`` set: is ``token`` a live playback token
-    for ``target`` (``playback.channel_target`` or ``playback.vod_target``)?"""
-    return replace(access, playback_token_ok=playback.allows(secret, token, target))
+    for ``target`` (``tokens.channel_target`` or ``tokens.vod_target``)?"""
+    return replace(access, playback_token_ok=tokens.allows(secret, token, target))
 
 
 Standing = Callable[[], Awaitable[Access]]

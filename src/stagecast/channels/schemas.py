@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.channels.service import Channel, Moderator
 
 Visibility = Literal["public", "unlisted", "private"]
@@ -151,7 +151,7 @@ class PlaybackTokenOut(BaseModel):
     ) -> PlaybackTokenOut:
         """Sign a token for ``target`` valid ``body.hours``; return it with both its URLs."""
         ttl = body.hours * 3600
-        token = playback.issue(secret, target, ttl)
+        token = tokens.issue(secret, target, ttl)
         return cls(
             token=token,
             expires_in=int(ttl),

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast import cursors
 from stagecast.auth.service import Account
-from stagecast.channels import playback
+from stagecast.channels import tokens
 from stagecast.channels.policy import Access, Action, allowed, require, with_token
 from stagecast.channels.service import access_to
 from stagecast.chat import frames, messages, moderation, review
@@ -95,7 +95,7 @@ async def channel_access(
     """Return the caller's access to channel ``slug``; a valid playback token (``?token=``)
     opens a private channel for viewing. Raises NotFound for an unknown channel."""
     found, access = await access_to(chat.db, slug, caller)
-    return with_token(access, chat.core.secret_key, token, playback.channel_target(found.id))
+    return with_token(access, chat.core.secret_key, token, tokens.channel_target(found.id))
 
 
 async def require_reader(chat: Chat, access: Access) -> ChannelRules:

@@ -10,8 +10,8 @@ from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.ingest.rtmp.handler import BAD_CONNECTION, BAD_NAME
 from stagecast.ingest.rtmp.server import PublisherControl, PublishRefused
-from stagecast.live.feed import FlvFeed
 from stagecast.live.manager import LiveManager
+from stagecast.live.packaging import FlvFeed
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveSession
 

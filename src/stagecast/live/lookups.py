@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from stagecast.auth.service import Account
 from stagecast.cache import TtlCache
-from stagecast.channels.playback import channel_target
 from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.channels.service import access_to
+from stagecast.channels.tokens import channel_target
 from stagecast.db import Database
 from stagecast.errors import NotFound
 from stagecast.live import service

@@ -22,11 +22,11 @@ from pydantic import BaseModel, Field
 
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
 from stagecast.auth.service import Account
-from stagecast.channels import playback
-from stagecast.channels.playback import channel_target
+from stagecast.channels import tokens
 from stagecast.channels.policy import Action, require
 from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import access_to
+from stagecast.channels.tokens import channel_target
 from stagecast.core import Core
 from stagecast.errors import NotFound
 from stagecast.live import service
@@ -48,7 +48,7 @@ _VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 def _playlist(text: str, token: str | None, viewer: str | None = None) -> Response:
-    body = playback.carry(text, {"token": token, "vs": viewer})
+    body = tokens.carry(text, {"token": token, "vs": viewer})
     return Response(body, media_type=PLAYLIST_TYPE, headers=_PLAYLIST_HEADERS)
 
 
@@ -199,7 +199,7 @@ async def live_status(
     found = await core.get(Lookups).watchable(slug, token, account)
     issued = None
     if found.visibility == "private":
-        issued = token or playback.issue(core.secret_key, channel_target(found.channel_id))
+        issued = token or tokens.issue(core.secret_key, channel_target(found.channel_id))
     state = found.state or "offline"
     live = state in ("live", "reconnecting")
     master_url = f"/hls/{found.slug}/master.m3u8" if found.session_id is not None else None

@@ -1,7 +1,7 @@
 """HTTP endpoints of the VOD library: the studio's list and edits, a channel's public list.
 
 Thin: parse, call the service (which authorizes through ``channels.policy``), shape. Playback
-(HLS and the watch page) lives in ``vod.playback``.
+(HLS and the watch page) lives in ``vod.hls``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from stagecast.auth.deps import AccountDep, CoreDep, MaybeAccountDep
-from stagecast.channels.playback import vod_target
 from stagecast.channels.policy import Action, require
 from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import SLUG_RE, access_to
+from stagecast.channels.tokens import vod_target
 from stagecast.errors import NotFound
 from stagecast.vod import library, service
 from stagecast.vod.schemas import (

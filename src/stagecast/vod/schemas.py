@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stagecast.channels.playback import link_key, vod_target
+from stagecast.channels.tokens import link_key, vod_target
 from stagecast.vod.library import Page, Vod
 
 Status = Literal["processing", "ready", "failed"]

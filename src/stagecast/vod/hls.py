@@ -5,7 +5,7 @@ primary-key read of the VOD (for its visibility and whether it still exists) and
 Visibility follows the channel unless the VOD overrides it, and is decided by
 ``channels.policy``: private VODs need their owner, a moderator, an admin, or a playback token
 for ``vod:<id>`` (``?token=``); unlisted ones need the same or the VOD's link key (also
-``?token=``, see ``channels.playback``). The token is carried into every URI of the playlists
+``?token=``, see ``channels.tokens``). The token is carried into every URI of the playlists
 served with it. Playlists are cached briefly (a delete or a visibility change shows within seconds);
 segments and the thumbnail are immutable.
 """
@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 
 import stagecast
 from stagecast.auth.deps import CoreDep, identify
-from stagecast.channels import playback as tokens
+from stagecast.channels import tokens
 from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.core import Core
 from stagecast.errors import NotFound

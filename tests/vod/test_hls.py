@@ -13,8 +13,8 @@ import m3u8
 import pytest
 from fastapi import FastAPI
 
-from stagecast.channels import playback as tokens
 from stagecast.channels import service as channels
+from stagecast.channels import tokens
 from stagecast.core import Core
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.storage import LocalStorage
