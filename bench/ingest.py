@@ -29,8 +29,7 @@ from stagecast.app import create_app
 from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
 from stagecast.config import Settings
-from stagecast.ingest.rtmp.server import RtmpServer
-from stagecast.live.hooks import SegmentEvent, SessionHooks
+from stagecast.live.hooks import SegmentEvent
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -121,7 +120,7 @@ async def _serve(settings: Settings, stack: AsyncExitStack) -> tuple[object, int
     stack.push_async_callback(stop)
     while not server.started:
         await asyncio.sleep(0.05)
-    return app, app.state.core.get(RtmpServer).port
+    return app, app.state.runtime.ingest.rtmp.port
 
 
 async def _stagecast_run(source: Path, streams: int, seconds: float) -> dict[str, float]:
@@ -138,7 +137,7 @@ async def _stagecast_run(source: Path, streams: int, seconds: float) -> dict[str
         )
         async with AsyncExitStack() as stack:
             app, port = await _serve(settings, stack)
-            core = app.state.core  # type: ignore[attr-defined]
+            core = app.state.runtime.core  # type: ignore[attr-defined]
             work: list[float] = []
             latency: list[float] = []
             started: dict[int, float] = {}
@@ -149,7 +148,7 @@ async def _stagecast_run(source: Path, streams: int, seconds: float) -> dict[str
                 if t0 is not None and event.sequence > 0:
                     latency.append(time.time() - (t0 + event.start_time))
 
-            core.get(SessionHooks).on_segment.append(observe)
+            app.state.runtime.live.hooks.on_segment.append(observe)  # type: ignore[attr-defined]
             owner = await accounts.create_account(core.db, "bench", "password123", "broadcaster")
             keys = []
             for i in range(streams):

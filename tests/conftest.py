@@ -24,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.app import create_app
 from stagecast.config import Settings, normalise_database_url
+from stagecast.core import Core
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
+from stagecast.runtime import Runtime
 
 PG_URL = os.environ.get("STAGECAST_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("STAGECAST_TEST_REDIS_URL")
@@ -175,9 +177,15 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     @property
-    def core(self) -> Any:
+    def runtime(self) -> Runtime:
+        """Return the running app's runtime (every component, typed)."""
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    @property
+    def core(self) -> Core:
         """Return the running app's Core."""
-        return self.app.state.core
+        return self.runtime.core
 
 
 async def start_server(settings: Settings) -> tuple[RunningServer, asyncio.Task[None]]:

@@ -1,14 +1,15 @@
-"""The long-lived resources of one process, reached by handlers through one dependency.
+"""The shared resources of one process, which every domain takes as arguments.
 
-``Core`` holds what every domain needs (settings, database, bus, rate limiter) and a registry
-of domain components (the live manager, the chat hub, ...) keyed by their type, so a domain's
-router can fetch its own component without the lower layers knowing about it.
+``Core`` holds what every domain needs (settings, database, bus, rate limiter, Redis). The
+components each domain builds on it are fields of the typed ``stagecast.runtime.Runtime``,
+made in one place in the order that function states; handlers reach the core through
+``core_of`` (``CoreDep``) and their own domain's component through that domain's dependency.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from dataclasses import dataclass
+from typing import Protocol
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
@@ -17,8 +18,6 @@ from stagecast.bus import Bus
 from stagecast.config import Settings
 from stagecast.db import Database
 from stagecast.ratelimit import RateLimiter
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -30,7 +29,6 @@ class Core:
     bus: Bus
     limiter: RateLimiter
     redis: Redis | None = None
-    _components: dict[type, object] = field(default_factory=dict)
 
     @property
     def secret_key(self) -> str:
@@ -38,18 +36,17 @@ class Core:
         assert self.settings.secret_key, "create_app requires a secret key"
         return self.settings.secret_key
 
-    def register(self, component: object, *, as_type: type | None = None) -> None:
-        """Make ``component`` reachable by its type (or by ``as_type``, e.g. a Protocol)."""
-        self._components[as_type or type(component)] = component
 
-    def get(self, kind: type[T]) -> T:
-        """Return the registered component of type ``kind``."""
-        return cast(T, self._components[kind])
+class HasCore(Protocol):
+    """The part of the process's runtime every handler may read."""
+
+    core: Core
 
 
 def core_of(connection: HTTPConnection) -> Core:
     """Return the process's ``Core`` from a request or WebSocket."""
-    return cast(Core, connection.app.state.core)
+    runtime: HasCore = connection.app.state.runtime
+    return runtime.core
 
 
 async def get_core(connection: HTTPConnection) -> Core:

@@ -35,7 +35,7 @@ async def test_login_sets_an_httponly_lax_cookie_and_me_works(
     client: httpx.AsyncClient, app: object
 ) -> None:
     """A right password opens a session; /auth/me then knows who is calling."""
-    core: Core = app.state.core  # type: ignore[attr-defined]
+    core: Core = app.state.runtime.core  # type: ignore[attr-defined]
     await make_user(core, "alice")
     response = await client.post(
         "/api/v1/auth/login", json={"username": "alice", "password": "password123"}
@@ -53,7 +53,7 @@ async def test_wrong_password_and_unknown_user_look_the_same(
     client: httpx.AsyncClient, app: object
 ) -> None:
     """Both answer 401 with the same message: usernames are not revealed."""
-    await make_user(app.state.core, "alice")  # type: ignore[attr-defined]
+    await make_user(app.state.runtime.core, "alice")  # type: ignore[attr-defined]
     wrong = await client.post(
         "/api/v1/auth/login", json={"username": "alice", "password": "nope-nope"}
     )
@@ -66,7 +66,7 @@ async def test_wrong_password_and_unknown_user_look_the_same(
 
 async def test_cookie_changes_need_the_csrf_header(client: httpx.AsyncClient, app: object) -> None:
     """A cookie-authenticated POST without X-CSRF-Token is refused; with it, it passes."""
-    await make_user(app.state.core, "alice")  # type: ignore[attr-defined]
+    await make_user(app.state.runtime.core, "alice")  # type: ignore[attr-defined]
     csrf = await login(client, "alice")
     body = {"slug": "alice-live"}
     refused = await client.post("/api/v1/channels", json=body)
@@ -78,7 +78,7 @@ async def test_cookie_changes_need_the_csrf_header(client: httpx.AsyncClient, ap
 
 async def test_logout_ends_the_session(client: httpx.AsyncClient, app: object) -> None:
     """After logout the cookie no longer authenticates."""
-    await make_user(app.state.core, "alice")  # type: ignore[attr-defined]
+    await make_user(app.state.runtime.core, "alice")  # type: ignore[attr-defined]
     csrf = await login(client, "alice")
     assert (
         await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
@@ -90,7 +90,7 @@ async def test_api_tokens_authenticate_and_bad_ones_are_401(
     client: httpx.AsyncClient, app: object
 ) -> None:
     """A bearer token works without CSRF; a forged or malformed one is a 401."""
-    token = await make_user(app.state.core, "alice")  # type: ignore[attr-defined]
+    token = await make_user(app.state.runtime.core, "alice")  # type: ignore[attr-defined]
     ok = await client.post("/api/v1/channels", json={"slug": "tok-chan"}, headers=bearer(token))
     assert ok.status_code == 201
     forged = token[:-3] + "xyz"
@@ -102,7 +102,7 @@ async def test_api_tokens_authenticate_and_bad_ones_are_401(
 
 async def test_login_attempts_are_rate_limited(client: httpx.AsyncClient, app: object) -> None:
     """After the allowed number of attempts the next is a 429 with Retry-After."""
-    core: Core = app.state.core  # type: ignore[attr-defined]
+    core: Core = app.state.runtime.core  # type: ignore[attr-defined]
     core.settings.login_attempts = 3
     for _ in range(3):
         r = await client.post(
@@ -128,7 +128,7 @@ async def test_open_registration_makes_viewers(client: httpx.AsyncClient) -> Non
 
 async def test_invite_only_registration(client: httpx.AsyncClient, app: object) -> None:
     """Invite mode needs a valid unused code; the code's role is granted once."""
-    core: Core = app.state.core  # type: ignore[attr-defined]
+    core: Core = app.state.runtime.core  # type: ignore[attr-defined]
     core.settings.registration = "invite"
     admin = await make_user(core, "root", role="admin")
     no_code = await client.post(
@@ -152,7 +152,7 @@ async def test_invite_only_registration(client: httpx.AsyncClient, app: object) 
 
 async def test_admin_only_user_management(client: httpx.AsyncClient, app: object) -> None:
     """Admins list and create users and change roles; others get 403."""
-    core: Core = app.state.core  # type: ignore[attr-defined]
+    core: Core = app.state.runtime.core  # type: ignore[attr-defined]
     admin = await make_user(core, "root", role="admin")
     viewer = await make_user(core, "vic", role="viewer")
     assert (await client.get("/api/v1/users", headers=bearer(viewer))).status_code == 403

@@ -13,7 +13,7 @@ from tests.auth.test_api import bearer, make_user
 @pytest.fixture
 async def tokens(app: FastAPI) -> dict[str, str]:
     """API tokens of an owner, another broadcaster, a viewer and an admin."""
-    core = app.state.core
+    core = app.state.runtime.core
     return {
         "owner": await make_user(core, "owner"),
         "other": await make_user(core, "other"),
@@ -36,7 +36,7 @@ async def test_create_returns_the_key_once_and_it_verifies(
     key = body["stream_key"]
     assert body["rtmp_url"].startswith("rtmp://")
     assert body["rtmp_url"].endswith("/live")
-    match = await service.verify_stream_key(app.state.core.db, key)
+    match = await service.verify_stream_key(app.state.runtime.core.db, key)
     assert match is not None
     assert match.slug == "my-show"
     shown = await client.get("/api/v1/channels/my-show", headers=bearer(tokens["owner"]))
@@ -54,7 +54,7 @@ async def test_rotating_the_key_invalidates_the_old_one(
     old = created.json()["stream_key"]
     rotated = await client.post("/api/v1/channels/rot/key", headers=bearer(tokens["owner"]))
     new = rotated.json()["stream_key"]
-    db = app.state.core.db
+    db = app.state.runtime.core.db
     assert await service.verify_stream_key(db, old) is None
     assert (await service.verify_stream_key(db, new)) is not None
     tampered = new[:-1] + ("A" if new[-1] != "A" else "B")

@@ -86,12 +86,12 @@ class Live:
     @property
     def core(self) -> Core:
         """Return the app's core."""
-        return self.app.state.core  # type: ignore[no-any-return]
+        return self.app.state.runtime.core  # type: ignore[no-any-return]
 
     @property
     def chat(self) -> Chat:
         """Return the chat component."""
-        return self.core.get(Chat)
+        return self.app.state.runtime.chat  # type: ignore[no-any-return]
 
     def socket_url(self, slug: str, **query: object) -> str:
         """Return the chat socket URL of ``slug`` with ``query``."""

@@ -16,7 +16,7 @@ BASE = "/api/v1/channels/{slug}/chat"
 @pytest.fixture
 async def room(app: FastAPI) -> Room:
     """A public channel with an owner, a moderator and two viewers."""
-    return await make_room(app.state.core)
+    return await make_room(app.state.runtime.core)
 
 
 def url(room: Room, path: str = "") -> str:
@@ -76,7 +76,7 @@ async def test_bad_or_foreign_cursors_are_400(
     client: httpx.AsyncClient, room: Room, app: FastAPI
 ) -> None:
     """A forged, non-ASCII or other channel's cursor is a 400, never a 500."""
-    other = await make_room(app.state.core, prefix="b")
+    other = await make_room(app.state.runtime.core, prefix="b")
     for i in range(3):
         await post(client, room, "ann", f"m{i}")
         await client.post(url(other, "/messages"), json={"body": "x"}, headers=other.auth("ann"))
@@ -119,7 +119,7 @@ async def test_private_history_needs_membership_or_a_playback_token(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """Private chat is a 404 to outsiders; the owner, moderators and token holders may read."""
-    private = await make_room(app.state.core, visibility="private", prefix="p")
+    private = await make_room(app.state.runtime.core, visibility="private", prefix="p")
     assert (await client.get(url(private, "/messages"))).status_code == 404
     assert (
         await client.get(url(private, "/messages"), headers=private.auth("ann"))
@@ -229,7 +229,7 @@ async def test_moderation_is_404_to_non_members_and_other_channels_moderators(
     client: httpx.AsyncClient, room: Room, app: FastAPI
 ) -> None:
     """Viewers, strangers and a moderator of another channel all get 404, changing nothing."""
-    other = await make_room(app.state.core, prefix="o")
+    other = await make_room(app.state.runtime.core, prefix="o")
     await post(client, room, "ann", "target")
     calls = [
         ("DELETE", "/messages/1", None),
@@ -266,7 +266,11 @@ async def test_moderator_permissions_are_respected(
     from stagecast.channels import service as channels
 
     await channels.set_moderator(
-        app.state.core.db, room.channel_id, "mod", channels.Grant(can_manage_filters=True), 1
+        app.state.runtime.core.db,
+        room.channel_id,
+        "mod",
+        channels.Grant(can_manage_filters=True),
+        1,
     )
     added = await client.post(
         url(room, "/filters"), json={"kind": "word", "pattern": "x"}, headers=room.auth("mod")
@@ -300,7 +304,7 @@ async def test_the_per_user_rate_limit_answers_429(
     client: httpx.AsyncClient, room: Room, app: FastAPI
 ) -> None:
     """Past the per-user limit, posts get 429 rate_limited with Retry-After."""
-    app.state.core.settings.chat_rate_limit = 3
+    app.state.runtime.core.settings.chat_rate_limit = 3
     for i in range(3):
         assert (await post(client, room, "ann", f"m{i}")).status_code == 201
     refused = await post(client, room, "ann", "too many")
@@ -400,7 +404,7 @@ async def test_restrictions_list_bans_and_running_timeouts(
     client: httpx.AsyncClient, room: Room, app: FastAPI
 ) -> None:
     """The list shows bans and live timeouts, newest first, paged by cursor."""
-    core = app.state.core
+    core = app.state.runtime.core
     for name in ("cee1", "cee2", "cee3"):
         await quick_user(core.db, name)
         await client.put(url(room, f"/bans/{name}"), json={}, headers=room.auth("owner"))
@@ -424,7 +428,7 @@ async def test_bans_reach_the_cache_of_this_process_at_once(
     client: httpx.AsyncClient, room: Room, app: FastAPI
 ) -> None:
     """After a ban, the very next post is refused (the cached 'not banned' is dropped)."""
-    chat: Chat = app.state.core.get(Chat)
+    chat: Chat = app.state.runtime.chat
     assert (await post(client, room, "ann", "warm the cache")).status_code == 201
     assert await chat.rules.restriction(room.channel_id, 3) is None
     await client.put(url(room, "/bans/ann"), json={}, headers=room.auth("owner"))

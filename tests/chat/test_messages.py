@@ -23,13 +23,13 @@ from tests.chat.conftest import Room, make_room
 @pytest.fixture
 async def chat(app: FastAPI) -> Chat:
     """The chat component of a running app."""
-    return app.state.core.get(Chat)  # type: ignore[no-any-return]
+    return app.state.runtime.chat  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 async def room(app: FastAPI) -> Room:
     """A channel with its people (no live server needed)."""
-    return await make_room(app.state.core)
+    return await make_room(app.state.runtime.core)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_bad_nonces_are_refused(nonce: object) -> None:
 
 async def test_ids_count_up_per_channel(chat: Chat, room: Room, app: FastAPI) -> None:
     """Each channel numbers its own messages 1, 2, 3, ... whatever other channels do."""
-    other = await make_room(app.state.core, prefix="b")
+    other = await make_room(app.state.runtime.core, prefix="b")
     author = Draft(1, "owner", "x")
     firsts = [await chat.writer.store(room.channel_id, author) for _ in range(3)]
     second = await chat.writer.store(other.channel_id, author)

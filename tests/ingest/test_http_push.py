@@ -15,7 +15,7 @@ from stagecast.live.models import live_init, segment
 
 
 async def _key(app: FastAPI, slug: str = "pushy") -> str:
-    db = app.state.core.db
+    db = app.state.runtime.core.db
     owner = await accounts.create_account(db, f"o-{slug}", "password123", "broadcaster")
     _, key = await channels.create_channel(db, owner, slug)
     return key
@@ -43,7 +43,7 @@ async def test_refusals(client: httpx.AsyncClient, app: FastAPI) -> None:
     live = (await client.get("/api/v1/channels/pushy/live")).json()
     # The right key with bad bytes opens a session (idle: nothing playable); nothing went live.
     assert (live["live"], live["started_at"]) == (False, None)
-    media = app.state.core.settings.data_dir / "media"
+    media = app.state.runtime.core.settings.data_dir / "media"
     assert [p for p in media.rglob("*") if p.is_file()] == []
     assert await _rows(app, segment) == await _rows(app, live_init) == 0
 
@@ -54,7 +54,7 @@ async def _rows(app: FastAPI, table: Table) -> int:
     async def unit(conn: AsyncConnection) -> int:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
-    return int(await app.state.core.db.run(unit, kind=Kind.READ))
+    return int(await app.state.runtime.core.db.run(unit, kind=Kind.READ))
 
 
 async def test_playlists_and_deletes_are_acknowledged(

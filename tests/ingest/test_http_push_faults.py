@@ -13,7 +13,6 @@ from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
 from stagecast.config import Settings
 from stagecast.db import Kind
-from stagecast.live.manager import LiveManager
 from stagecast.live.models import segment
 from tests.live.test_archiver import cmaf  # noqa: F401  (the module-scoped fixture)
 from tests.live.test_db_faults import stalled
@@ -29,7 +28,7 @@ async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
 ) -> None:
     """Once live, a pusher's requests need no database: segments pushed while it is locked
     are answered 204 and listed at once, and their rows are all written once it is free."""
-    core = app.state.core
+    core = app.state.runtime.core
     owner = await accounts.create_account(core.db, "pusher", "password123", "broadcaster")
     created, key = await channels.create_channel(core.db, owner, "through")
     auth = {"Authorization": f"Bearer {key}"}
@@ -38,7 +37,7 @@ async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
     assert (await client.put(f"{base}/init.mp4", content=init, headers=auth)).status_code == 204
     first = await client.put(f"{base}/seg-0.m4s", content=segments[0], headers=auth)
     assert first.status_code == 204
-    session = core.get(LiveManager).local(created.id)
+    session = app.state.runtime.live.manager.local(created.id)
     assert session is not None
     assert await session.flush(10)  # nothing of ours holds a lock the stall must wait for
     async with stalled(settings, *_TABLES):
@@ -66,7 +65,7 @@ async def test_a_rotated_key_is_checked_afresh_and_refused(
     cmaf: tuple[bytes, list[bytes]],  # noqa: F811
 ) -> None:
     """After a rotation the pusher's old key is no longer recognised from memory: 401."""
-    core = app.state.core
+    core = app.state.runtime.core
     owner = await accounts.create_account(core.db, "rotator", "password123", "broadcaster")
     await channels.create_channel(core.db, owner, "turned")
     _, key = await channels.rotate_key(core.db, "turned")  # a key of version 2
@@ -87,7 +86,7 @@ async def test_bytes_that_are_not_media_never_open_a_session(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     """The right key with garbage bytes is refused (415) before any session opens."""
-    core = app.state.core
+    core = app.state.runtime.core
     owner = await accounts.create_account(core.db, "garbler", "password123", "broadcaster")
     created, key = await channels.create_channel(core.db, owner, "garbage")
     auth = {"Authorization": f"Bearer {key}"}
@@ -95,4 +94,4 @@ async def test_bytes_that_are_not_media_never_open_a_session(
         put = await client.put(f"/ingest/garbage/source/{name}", content=body, headers=auth)
         assert put.status_code == 415
         assert put.json()["error"]["message"]
-    assert core.get(LiveManager).local(created.id) is None
+    assert app.state.runtime.live.manager.local(created.id) is None

@@ -11,7 +11,6 @@ import httpx
 
 from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
-from stagecast.ingest.rtmp.server import RtmpServer
 from tests.conftest import RunningServer
 from tests.live.conftest import AAC, FFMPEG, H264_2S_GOP
 
@@ -69,7 +68,7 @@ async def publish(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """Publish a test pattern over RTMP for ``seconds`` (``encoder``: more output arguments);
     kill ffmpeg on the way out."""
-    port = server.core.get(RtmpServer).port
+    port = server.runtime.ingest.rtmp.port
     process = await asyncio.create_subprocess_exec(
         *pattern_args(seconds, size),
         *encoder,

@@ -124,7 +124,7 @@ async def test_a_channel_stuck_in_the_database_does_not_hold_up_another(
     """While one channel's publish waits on a locked row, another channel goes live at once."""
     settings = make_settings(tmp_path / "data", pg_url)
     async with serve(settings) as server:
-        manager: LiveManager = server.core.get(LiveManager)
+        manager: LiveManager = server.runtime.live.manager
         db = server.core.db
         owner = await accounts.create_account(db, "two", "password123", "broadcaster")
         stuck, stuck_key = await channels.create_channel(db, owner, "stuck")

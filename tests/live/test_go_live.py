@@ -22,8 +22,6 @@ from stagecast.auth import service as accounts
 from stagecast.channels import tokens
 from stagecast.channels.service import get_channel
 from stagecast.config import Settings
-from stagecast.ingest.rtmp.server import RtmpServer
-from stagecast.live.manager import LiveManager
 from tests.auth.test_api import bearer
 from tests.conftest import RunningServer, serve
 from tests.live.streaming import (
@@ -176,7 +174,7 @@ async def test_refusals_do_not_disturb_the_live_stream(
 ) -> None:
     """Wrong key, second publisher, garbage and an oversized chunk are refused; the stream flows."""
     key = await make_channel(server, "steady")
-    port = server.core.get(RtmpServer).port
+    port = server.runtime.ingest.rtmp.port
     async with publish(server, key, 12):
         status = await wait_for(
             http, "/api/v1/channels/steady/live", lambda b: b["state"] == "live"
@@ -271,7 +269,7 @@ async def test_two_channels_live_at_once(server: RunningServer, http: httpx.Asyn
             )
             master = m3u8.loads((await http.get(status["master_url"])).text)
             await wait_for_segments(http, f"/hls/{slug}/{master.playlists[0].uri}", 2)
-    manager = server.core.get(LiveManager)
+    manager = server.runtime.live.manager
     assert len({s.id for s in manager.sessions()}) <= 2
 
 
@@ -317,4 +315,4 @@ async def test_key_rotation_disconnects_the_publisher(
         async with asyncio.timeout(15):
             await encoder.wait()
     await wait_for(http, "/api/v1/channels/rotating/live", lambda b: b["state"] == "reconnecting")
-    assert await _publish_once(server.core.get(RtmpServer).port, key) != 0
+    assert await _publish_once(server.runtime.ingest.rtmp.port, key) != 0

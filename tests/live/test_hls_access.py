@@ -29,7 +29,7 @@ async def test_an_unknown_slug_is_looked_up_once_a_second(
         if "no-such-channel" in values:  # other loops of the app read other things meanwhile
             reads.append(statement)
 
-    engine = app.state.core.db.engine.sync_engine
+    engine = app.state.runtime.core.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
     try:
         for _ in range(20):
@@ -51,7 +51,7 @@ class Hidden:
 @pytest.fixture
 async def hidden(app: FastAPI) -> Hidden:
     """Create olga and her private channel on the app."""
-    core: Core = app.state.core
+    core: Core = app.state.runtime.core
     token = await make_user(core, "olga")
     owner = await accounts.get_account(core.db, "olga")
     found, _ = await channels.create_channel(core.db, owner, "hidden", visibility="private")

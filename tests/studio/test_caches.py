@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import event
 
 from stagecast.cache import TtlCache
-from stagecast.live.lookups import Lookups
 from tests.studio.conftest import owned_channel, serve, studio_settings
 from tests.studio.test_publisher import Clock, FakeSession, make
 
@@ -18,7 +17,7 @@ async def test_a_burst_of_feed_resyncs_reads_the_channel_once(tmp_path: Path) ->
     """Fifty feeds re-reading their state after a bus gap share one database query."""
     async with serve(studio_settings(tmp_path / "data")) as server:
         _, channel = await owned_channel(server.core.db)
-        lookups = server.core.get(Lookups)
+        lookups = server.runtime.live.lookups
         # The statements that read this channel, as the driver receives them (other loops of
         # the app read other things meanwhile).
         reads: list[str] = []

@@ -14,9 +14,7 @@ import pytest
 from stagecast.channels import tokens
 from stagecast.channels.policy import Grant
 from stagecast.channels.service import set_moderator
-from stagecast.live.lookups import Lookups
 from stagecast.live.states import STATE_TOPIC, SessionState, StateChanged
-from stagecast.studio.runtime import Studio
 from stagecast.vod.events import VOD_TOPIC, VodReady
 from tests.conftest import RunningServer
 from tests.studio.conftest import (
@@ -104,7 +102,7 @@ async def test_connection_limits_answer_429_and_free_up_on_disconnect(tmp_path: 
         owner, first = await owned_channel(db)
         _, second = await owned_channel(db)
         admin = await person(db, role="admin")
-        slots = server.core.get(Studio).studio_slots
+        slots = server.runtime.studio.studio_slots
         async with (
             sse(http, events_url(first.slug), owner.headers),
             sse(http, events_url(first.slug), owner.headers),
@@ -129,7 +127,7 @@ async def _idle_for(
 ) -> tuple[int, int, float, list[str]]:
     """Hold an owner's feed open for ``seconds``; return wakeups, heartbeats, CPU, events seen."""
     owner, channel = await owned_channel(server.core.db)
-    stats = server.core.get(Studio).studio_stats
+    stats = server.runtime.studio.studio_stats
     async with sse(http, events_url(channel.slug), owner.headers) as feed:
         await feed.until(lambda m: m.event == "state")
         wakeups, cpu = stats.wakeups, time.process_time()
@@ -171,7 +169,7 @@ async def test_with_redis_down_the_feed_stays_up_and_does_not_spin(tmp_path: Pat
         # from 0.1 s to 5 s): a handful in 3 s. A busy loop would wake thousands of times.
         assert wakeups <= received + 8
         assert cpu < 0.6
-        metrics = server.core.get(Studio)
+        metrics = server.runtime.studio
         assert metrics.publisher.ticks >= 3  # the publisher kept ticking all along
 
 
@@ -218,12 +216,12 @@ async def test_heartbeats_count_a_viewer_and_are_rate_limited(tmp_path: Path) ->
         url = f"/api/v1/channels/{channel.slug}/heartbeat"
         assert (await http.post(url, json={"vs": "viewer-0001"})).status_code == 404
         session_id = await fake_session(server.core.db, channel.id)
-        server.core.get(Lookups).cache.invalidate(channel.slug)
+        server.runtime.live.lookups.cache.invalidate(channel.slug)
         response = await http.post(url, json={"vs": "viewer-0001"})
         assert response.status_code == 200, response.text
         assert response.json() == {"session_id": session_id, "interval": 5.0}
         assert (await http.post(url, json={"vs": "bad id!"})).status_code == 422
-        counts = await server.core.get(Studio).viewers.counts([session_id])
+        counts = await server.runtime.studio.viewers.counts([session_id])
         assert counts[session_id].current == 1
         assert (await http.post(url, json={"vs": "viewer-0001"})).status_code == 200
         flood = await http.post(url, json={"vs": "viewer-0001"})  # the 4th within a minute

@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from stagecast.channels import service as channels
 from stagecast.channels import tokens
 from stagecast.core import Core
-from stagecast.live.hooks import SessionHooks
 from stagecast.live.storage import LocalStorage
 from tests.auth.test_api import bearer, make_user
 from tests.vod.media import RENDITIONS, Media, end_session, record_session
@@ -42,7 +41,7 @@ class Watched:
 @pytest.fixture
 async def watched(app: FastAPI, client: httpx.AsyncClient, media: Media) -> Watched:
     """alice streams to alice-tv, the session ends, and the app's worker builds the VOD."""
-    core: Core = app.state.core
+    core: Core = app.state.runtime.core
     owner = bearer(await make_user(core, "alice"))
     assert (
         await client.post("/api/v1/channels", json={"slug": "alice-tv"}, headers=owner)
@@ -50,7 +49,7 @@ async def watched(app: FastAPI, client: httpx.AsyncClient, media: Media) -> Watc
     channel = await channels.get_channel(core.db, "alice-tv")
     storage = LocalStorage(core.settings.data_dir / "media")
     recorded = await record_session(core.db, storage, media, channel.id, title="Demo")
-    await end_session(core.db, recorded.session_id, core.get(SessionHooks))
+    await end_session(core.db, recorded.session_id, app.state.runtime.live.hooks)
     async with asyncio.timeout(30):
         while True:
             listed = (await client.get("/api/v1/studio/vods", headers=owner)).json()["items"]

@@ -68,7 +68,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def studio(app: FastAPI, client: httpx.AsyncClient) -> Studio:
     """alice owns alice-tv and alice-two, bob owns bob-tv; vic is a viewer, root an admin."""
-    core: Core = app.state.core
+    core: Core = app.state.runtime.core
     tokens = {
         "alice": await make_user(core, "alice"),
         "bob": await make_user(core, "bob"),

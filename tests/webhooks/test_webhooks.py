@@ -18,13 +18,11 @@ from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.errors import Unprocessable
 from stagecast.live import service as live_service
-from stagecast.live.hooks import SessionHooks
 from stagecast.vod.events import VOD_TOPIC, VodReady
 from stagecast.webhooks import deliveries as delivery
 from stagecast.webhooks import service as webhooks
 from stagecast.webhooks.deliveries import Policy
 from stagecast.webhooks.models import webhook_delivery
-from stagecast.webhooks.runtime import Webhooks
 from stagecast.webhooks.service import SIGNATURE_HEADER, Event, signature, verify
 from tests.conftest import RunningServer
 from tests.studio.conftest import fake_session, owned_channel, person
@@ -155,10 +153,10 @@ async def test_stream_ended_is_signed_retried_with_backoff_and_logged(
         )
         secret = created.json()["secret"]
         session_id = await fake_session(db, channel.id)
-        hooks = db_server.core.get(SessionHooks)
+        hooks = db_server.runtime.live.hooks
         ended = await live_service.end_session(db, session_id, "test", hooks, states=("live",))
         assert ended is not None
-        db_server.core.get(Webhooks).dispatcher.wake()
+        db_server.runtime.webhooks.dispatcher.wake()
         got = await receiver.wait_for(3)
     bodies = {r.body for r in got}
     assert len(bodies) == 1  # the same body every time; only the signature's time changes
@@ -194,7 +192,7 @@ async def test_vod_ready_announced_twice_is_delivered_once(
     """Every process hears vod.<channel>; the unique event key makes it one delivery."""
     db = db_server.core.db
     owner, channel = await owned_channel(db)
-    dispatcher = db_server.core.get(Webhooks).dispatcher
+    dispatcher = db_server.runtime.webhooks.dispatcher
     async with receiving() as receiver:
         created = await http.post(
             f"/api/v1/channels/{channel.slug}/webhooks",

@@ -28,9 +28,8 @@ from stagecast.chat.errors import BadOrigin, Banned
 from stagecast.chat.hub import Room
 from stagecast.chat.peer import Peer, outgoing
 from stagecast.chat.rules import ChannelRules
-from stagecast.chat.runtime import Chat
+from stagecast.chat.runtime import Chat, chat_of
 from stagecast.config import Settings
-from stagecast.core import core_of
 from stagecast.errors import BadRequest, StagecastError, TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class ChatSocket:
         """Serve one socket; ``scope["path_params"]["slug"]`` names the channel."""
         ws = WebSocket(scope, receive, send)
         server_send = scope.get(SERVER_SEND, send)
-        await _serve(ws, server_send, core_of(ws).get(Chat), scope["path_params"]["slug"])
+        await _serve(ws, server_send, chat_of(ws), scope["path_params"]["slug"])
 
 
 SERVER_SEND = "stagecast.server_send"

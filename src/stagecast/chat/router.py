@@ -15,7 +15,7 @@ from starlette.routing import WebSocketRoute
 
 from stagecast.auth.deps import AccountDep, MaybeAccountDep
 from stagecast.chat import connection, moderation, review, service
-from stagecast.chat.runtime import Chat
+from stagecast.chat.runtime import Chat, chat_of
 from stagecast.chat.schemas import (
     BanIn,
     ChatSettingsIn,
@@ -36,7 +36,6 @@ from stagecast.chat.schemas import (
     RestrictionPage,
     TimeoutIn,
 )
-from stagecast.core import core_of
 from stagecast.errors import Unprocessable
 
 router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
@@ -44,7 +43,7 @@ router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
 
 async def get_chat(connection: HTTPConnection) -> Chat:
     """FastAPI dependency: this process's chat component."""
-    return core_of(connection).get(Chat)
+    return chat_of(connection)
 
 
 ChatDep = Annotated[Chat, Depends(get_chat)]

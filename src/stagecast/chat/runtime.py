@@ -8,6 +8,9 @@ import contextlib
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from starlette.requests import HTTPConnection
 
 from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
 from stagecast.chat import frames
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Chat:
-    """Everything chat keeps per process; handlers reach it with ``core.get(Chat)``."""
+    """Everything chat keeps per process; handlers reach it with ``chat_of``."""
 
     core: Core
     hub: Hub
@@ -122,8 +125,8 @@ class Chat:
             self._subscription.close()
 
 
-async def start_chat(core: Core, stack: AsyncExitStack) -> None:
-    """App starter: build the chat component, register it on ``core``, close it on shutdown."""
+async def start_chat(core: Core, stack: AsyncExitStack) -> Chat:
+    """Build and start the chat component of this process; close it on shutdown."""
     chat = Chat(
         core=core,
         hub=Hub(core.db, core.bus, core.settings),
@@ -133,4 +136,16 @@ async def start_chat(core: Core, stack: AsyncExitStack) -> None:
     )
     await chat.start()
     stack.push_async_callback(chat.close)
-    core.register(chat)
+    return chat
+
+
+class HasChat(Protocol):
+    """The part of the process's runtime the chat routes and sockets read."""
+
+    chat: Chat
+
+
+def chat_of(connection: HTTPConnection) -> Chat:
+    """Return this process's chat component for a request or socket."""
+    runtime: HasChat = connection.app.state.runtime
+    return runtime.chat

@@ -27,15 +27,13 @@ from stagecast.channels.policy import Action, require
 from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import access_to
 from stagecast.channels.tokens import channel_target
-from stagecast.core import Core
 from stagecast.errors import NotFound
 from stagecast.live import service
-from stagecast.live.hooks import SessionHooks, ViewEvent
-from stagecast.live.lookups import Lookups
-from stagecast.live.manager import LiveManager
+from stagecast.live.hooks import ViewEvent
+from stagecast.live.runtime import Live, LiveDep
 from stagecast.live.service import ChannelLive
-from stagecast.live.states import ACTIVE
-from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
+from stagecast.live.states import ACTIVE, ON_AIR
+from stagecast.live.storage import StorageError, media_path, session_path
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
@@ -57,9 +55,9 @@ def _viewer_id(given: str | None) -> str:
     return given if given and _VIEWER.fullmatch(given) else secrets.token_urlsafe(12)
 
 
-async def _stored_text(core: Core, path: str) -> str:
+async def _stored_text(live: Live, path: str) -> str:
     try:
-        return (await core.get(SegmentStorage).read(path)).decode()  # type: ignore[type-abstract]
+        return (await live.storage.read(path)).decode()
     except (FileNotFoundError, StorageError) as exc:
         raise NotFound("not found") from exc
 
@@ -71,7 +69,7 @@ ViewerQuery = Annotated[str | None, Query(max_length=64)]
 @router.get("/hls/{slug}/master.m3u8", include_in_schema=False)
 async def master(
     slug: str,
-    core: CoreDep,
+    live: LiveDep,
     account: MaybeAccountDep,
     token: TokenQuery = None,
     vs: ViewerQuery = None,
@@ -84,16 +82,16 @@ async def master(
     (the studio's own player) leaves it out, so the broadcaster is not counted.
     """
     viewer = None if preview else _viewer_id(vs)
-    found = await core.get(Lookups).watchable(slug, token, account)
+    found = await live.lookups.watchable(slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
-    local = core.get(LiveManager).local(found.channel_id)
+    local = live.manager.local(found.channel_id)
     if local is not None and local.id == found.session_id:
         text = local.master_text()
         if text is None:
             raise NotFound("the stream is starting")
         return _playlist(text, token, viewer)
-    text = await _stored_text(core, session_path(found.channel_id, found.session_id, "master.m3u8"))
+    text = await _stored_text(live, session_path(found.channel_id, found.session_id, "master.m3u8"))
     return _playlist(text, token, viewer)
 
 
@@ -102,23 +100,23 @@ async def media_playlist(
     slug: str,
     session_id: int,
     rendition: str,
-    core: CoreDep,
+    live: LiveDep,
     account: MaybeAccountDep,
     token: TokenQuery = None,
     vs: ViewerQuery = None,
 ) -> Response:
     """Serve one rendition's live playlist (and count the player behind ``vs`` as watching)."""
-    found = await _current(core, slug, session_id, rendition, token, account)
+    found = await _current(live, slug, session_id, rendition, token, account)
     if vs and _VIEWER.fullmatch(vs):
-        _count_view(core, ViewEvent(session_id, found.channel_id, vs))
-    local = core.get(LiveManager).local(found.channel_id)
+        _count_view(live, ViewEvent(session_id, found.channel_id, vs))
+    local = live.manager.local(found.channel_id)
     if local is not None and local.id == session_id:
         text = local.playlist_text(rendition)
         if text is None:
             raise NotFound("no such rendition")
         return _playlist(text, token)
     path = media_path(found.channel_id, session_id, rendition, "index.m3u8")
-    return _playlist(await _stored_text(core, path), token)
+    return _playlist(await _stored_text(live, path), token)
 
 
 @router.get("/hls/{slug}/s{session_id}/{rendition}/{filename}", include_in_schema=False)
@@ -127,18 +125,16 @@ async def media_file(
     session_id: int,
     rendition: str,
     filename: str,
-    core: CoreDep,
+    live: LiveDep,
     account: MaybeAccountDep,
     token: TokenQuery = None,
 ) -> Response:
     """Serve an init or media segment (immutable: names are never reused)."""
     if not _MEDIA_FILE.fullmatch(filename):
         raise NotFound("not found")
-    found = await _current(core, slug, session_id, rendition, token, account)
+    found = await _current(live, slug, session_id, rendition, token, account)
     try:
-        path = core.get(SegmentStorage).resolve(  # type: ignore[type-abstract]
-            media_path(found.channel_id, session_id, rendition, filename)
-        )
+        path = live.storage.resolve(media_path(found.channel_id, session_id, rendition, filename))
     except StorageError as exc:
         raise NotFound("not found") from exc
     if not path.is_file():
@@ -151,8 +147,8 @@ async def media_file(
     )
 
 
-def _count_view(core: Core, event: ViewEvent) -> None:
-    for observer in core.get(SessionHooks).on_view:
+def _count_view(live: Live, event: ViewEvent) -> None:
+    for observer in live.hooks.on_view:
         try:
             observer(event)
         except Exception:  # counting must never break playback
@@ -160,7 +156,7 @@ def _count_view(core: Core, event: ViewEvent) -> None:
 
 
 async def _current(
-    core: Core,
+    live: Live,
     slug: str,
     session_id: int,
     rendition: str,
@@ -169,7 +165,7 @@ async def _current(
 ) -> ChannelLive:
     if not _RENDITION.fullmatch(rendition):
         raise NotFound("not found")
-    found = await core.get(Lookups).watchable(slug, token, account)
+    found = await live.lookups.watchable(slug, token, account)
     if found.session_id != session_id:
         raise NotFound("not the channel's current session")
     return found
@@ -193,15 +189,14 @@ class LiveStatus(BaseModel):
 
 @router.get("/api/v1/channels/{slug}/live", response_model=LiveStatus)
 async def live_status(
-    slug: str, core: CoreDep, account: MaybeAccountDep, token: TokenQuery = None
+    slug: str, core: CoreDep, live: LiveDep, account: MaybeAccountDep, token: TokenQuery = None
 ) -> LiveStatus:
     """Say whether the channel is live (public, or with access for private channels)."""
-    found = await core.get(Lookups).watchable(slug, token, account)
+    found = await live.lookups.watchable(slug, token, account)
     issued = None
     if found.visibility == "private":
         issued = token or tokens.issue(core.secret_key, channel_target(found.channel_id))
     state = found.state or "offline"
-    live = state in ("live", "reconnecting")
     master_url = f"/hls/{found.slug}/master.m3u8" if found.session_id is not None else None
     if master_url and issued:
         master_url += f"?token={issued}"
@@ -209,7 +204,7 @@ async def live_status(
         slug=found.slug,
         title=found.title,
         visibility=found.visibility,
-        live=live,
+        live=state in ON_AIR,
         state=state,
         session_id=found.session_id,
         started_at=found.started_at.isoformat() if found.started_at else None,
@@ -237,13 +232,13 @@ async def create_playback_token(
 
 
 @router.post("/api/v1/channels/{slug}/end", status_code=204)
-async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
+async def end_stream(slug: str, account: AccountDep, core: CoreDep, live: LiveDep) -> None:
     """End the channel's live session now (owner or admin); the recording becomes a VOD."""
     found, access = await access_to(core.db, slug, account)
     require(access, Action.MANAGE)
-    manager = core.get(LiveManager)
+    manager = live.manager
     if await manager.end(found.id, "ended by the broadcaster"):
-        core.get(Lookups).cache.invalidate(slug)
+        live.lookups.cache.invalidate(slug)
         return
     current = await service.channel_live(core.db, slug)
     if current is None or current.session_id is None:
@@ -251,4 +246,4 @@ async def end_stream(slug: str, account: AccountDep, core: CoreDep) -> None:
     # Held by another process (or by none, after a crash): end it through the database.
     # The holding process sees the end on its next segment and lets its publisher go.
     await manager.end_remote(current.session_id, "ended by the broadcaster", ACTIVE)
-    core.get(Lookups).cache.invalidate(slug)
+    live.lookups.cache.invalidate(slug)

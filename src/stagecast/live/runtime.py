@@ -1,26 +1,60 @@
-"""Start the live side of a process: the session manager and its background work."""
+"""The live side of a process: media storage, session hooks, the session manager, lookups.
+
+``open_live`` builds them without starting anything, so the domains built on live sessions
+(VODs, webhooks, the studio) can register their hooks first; ``start_live`` then starts the
+manager, whose first sweep may end sessions a crash left behind (running every end hook).
+"""
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from stagecast.core import Core
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.lookups import Lookups
 from stagecast.live.manager import LiveManager
-from stagecast.live.storage import SegmentStorage
+from stagecast.live.storage import LocalStorage, SegmentStorage
 
 
-async def start(core: Core, stack: AsyncExitStack) -> None:
-    """Create the manager, reconcile this node's orphaned sessions, and close it on shutdown."""
-    manager = LiveManager(
-        core.settings,
-        core.db,
-        core.bus,
-        core.get(SegmentStorage),  # type: ignore[type-abstract]
-        core.get(SessionHooks),
-    )
-    await manager.start()
-    core.register(manager)
-    core.register(Lookups(core.db, core.secret_key))
-    stack.push_async_callback(manager.close)
+@dataclass
+class Live:
+    """This process's live components."""
+
+    storage: SegmentStorage
+    hooks: SessionHooks
+    manager: LiveManager
+    lookups: Lookups
+
+
+def open_live(core: Core) -> Live:
+    """Build the live components on ``core`` (media under ``<data_dir>/media``); start nothing."""
+    storage = LocalStorage(core.settings.data_dir / "media")
+    hooks = SessionHooks()
+    manager = LiveManager(core.settings, core.db, core.bus, storage, hooks)
+    return Live(storage, hooks, manager, Lookups(core.db, core.secret_key))
+
+
+async def start_live(live: Live, stack: AsyncExitStack) -> None:
+    """Start the manager (reconcile, sweep, key watch); close it on shutdown."""
+    await live.manager.start()
+    stack.push_async_callback(live.manager.close)
+
+
+class HasLive(Protocol):
+    """The part of the process's runtime the live routes read."""
+
+    live: Live
+
+
+async def live_of(connection: HTTPConnection) -> Live:
+    """FastAPI dependency: this process's live components."""
+    runtime: HasLive = connection.app.state.runtime
+    return runtime.live
+
+
+LiveDep = Annotated[Live, Depends(live_of)]

@@ -19,11 +19,11 @@ from stagecast.channels.policy import Access, Action, require
 from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound, TooManyRequests
-from stagecast.live.lookups import Lookups
+from stagecast.live.runtime import Live, LiveDep
 from stagecast.signing import BadSignature
 from stagecast.studio import history
 from stagecast.studio.feeds import EventStream, FeedContext, studio_feed, viewer_feed
-from stagecast.studio.runtime import Studio
+from stagecast.studio.runtime import Studio, StudioDep
 from stagecast.studio.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -52,8 +52,10 @@ async def _studio_access(core: Core, slug: str, account: Account | None) -> Acce
     return access
 
 
-def _context(core: Core, slug: str, channel_id: int, *, owners: bool) -> FeedContext:
-    lookups, studio = core.get(Lookups), core.get(Studio)
+def _context(
+    core: Core, live: Live, studio: Studio, slug: str, channel_id: int, *, owners: bool
+) -> FeedContext:
+    lookups = live.lookups
 
     async def read_state() -> tuple[str, int | None]:
         found = await lookups.channel(slug, fresh=True)
@@ -78,18 +80,19 @@ def _context(core: Core, slug: str, channel_id: int, *, owners: bool) -> FeedCon
     response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def studio_events(slug: str, core: CoreDep, account: MaybeAccountDep) -> EventStream:
+async def studio_events(
+    slug: str, core: CoreDep, live: LiveDep, studio: StudioDep, account: MaybeAccountDep
+) -> EventStream:
     """Stream the channel's studio events (SSE): ``state``, ``snapshot``, ``viewers``, ``vod``.
 
     Owner, moderators and admins only (404 for anyone else); 429 past the connection limits.
     A heartbeat comment is sent when nothing happened for 15 s.
     """
     access = await _studio_access(core, slug, account)
-    studio = core.get(Studio)
     release = studio.studio_slots.acquire(access.channel_id)
     publisher = studio.publisher
     snapshot = publisher.latest.get(access.channel_id) or publisher.ended.peek(access.channel_id)
-    context = _context(core, slug, access.channel_id, owners=True)
+    context = _context(core, live, studio, slug, access.channel_id, owners=True)
     return EventStream(studio_feed(context, snapshot), release)
 
 
@@ -99,18 +102,22 @@ async def studio_events(slug: str, core: CoreDep, account: MaybeAccountDep) -> E
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def viewer_events(
-    slug: str, core: CoreDep, account: MaybeAccountDep, token: TokenQuery = None
+    slug: str,
+    core: CoreDep,
+    live: LiveDep,
+    studio: StudioDep,
+    account: MaybeAccountDep,
+    token: TokenQuery = None,
 ) -> EventStream:
     """Stream the channel's public status (SSE ``status`` events: state, live, viewers).
 
     Sent when something changes, with a heartbeat comment every 15 s otherwise.
     """
-    studio = core.get(Studio)
-    found = await core.get(Lookups).watchable(slug, token, account)
+    found = await live.lookups.watchable(slug, token, account)
     release = studio.viewer_slots.acquire(found.channel_id)
     latest = studio.publisher.latest.get(found.channel_id)
     viewers = int(latest["viewers"]["current"]) if latest is not None else 0
-    context = _context(core, slug, found.channel_id, owners=False)
+    context = _context(core, live, studio, slug, found.channel_id, owners=False)
     return EventStream(viewer_feed(context, viewers), release)
 
 
@@ -120,6 +127,8 @@ async def heartbeat(
     body: HeartbeatIn,
     request: Request,
     core: CoreDep,
+    live: LiveDep,
+    studio: StudioDep,
     account: MaybeAccountDep,
     token: TokenQuery = None,
 ) -> HeartbeatOut:
@@ -135,10 +144,10 @@ async def heartbeat(
     )
     if wait is not None:
         raise TooManyRequests("too many heartbeats", retry_after=wait)
-    found = await core.get(Lookups).watchable(slug, token, account)
+    found = await live.lookups.watchable(slug, token, account)
     if found.session_id is None:
         raise NotFound("the channel is offline")
-    core.get(Studio).viewers.seen(found.session_id, body.vs)
+    studio.viewers.seen(found.session_id, body.vs)
     return HeartbeatOut(session_id=found.session_id, interval=settings.viewer_heartbeat_seconds)
 
 

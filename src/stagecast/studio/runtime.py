@@ -1,19 +1,22 @@
 """Start the studio side of a process: ingest telemetry, viewer presence, publisher, feeds.
 
-``starter(...)`` returns the app starter; it runs after the live manager's (it reads the
-sessions the manager holds). ``on_live`` is told of each session the first tick it is live
-(the webhooks' ``stream.started``), without this package knowing who listens.
+``start_studio`` reads the sessions the live manager holds and observes their media through
+the session hooks. ``on_live`` is told of each session the first tick it is live (the
+webhooks' ``stream.started``), without this package knowing who listens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Annotated, Protocol
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from stagecast.core import Core
-from stagecast.live.hooks import SessionHooks
-from stagecast.live.manager import LiveManager
+from stagecast.live.runtime import Live
 from stagecast.live.states import ON_AIR, PUBLISHING
 from stagecast.stats import StatsSource
 from stagecast.studio import history
@@ -24,13 +27,12 @@ from stagecast.studio.publisher import Publisher
 from stagecast.studio.snapshots import Held
 from stagecast.studio.telemetry import IngestMetrics
 
-Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
 OnLive = Callable[[Held], None]
 
 
 @dataclass
 class Studio:
-    """The studio components of one process; handlers reach them with ``core.get(Studio)``."""
+    """The studio components of one process; handlers reach them with ``StudioDep``."""
 
     ingest: IngestMetrics
     viewers: Viewers
@@ -96,9 +98,12 @@ def _presence(core: Core) -> Presence:
     return MemoryPresence(heartbeat)
 
 
-async def _start(core: Core, stack: AsyncExitStack, on_live: OnLive | None) -> None:
+async def start_studio(
+    core: Core, live: Live, stack: AsyncExitStack, *, on_live: OnLive | None = None
+) -> Studio:
+    """Start the studio on ``live``'s sessions; ``on_live`` hears of each session going live."""
     settings = core.settings
-    hooks = core.get(SessionHooks)
+    hooks = live.hooks
     ingest = IngestMetrics(settings.metrics_window_seconds)
     viewers = Viewers(_presence(core), heartbeat=settings.viewer_heartbeat_seconds)
 
@@ -106,7 +111,7 @@ async def _start(core: Core, stack: AsyncExitStack, on_live: OnLive | None) -> N
         await history.record(core.db, rows)
 
     publisher = Publisher(
-        sessions=core.get(LiveManager).sessions,
+        sessions=live.manager.sessions,
         ingest=ingest,
         viewers=viewers,
         bus=core.bus,
@@ -134,15 +139,21 @@ async def _start(core: Core, stack: AsyncExitStack, on_live: OnLive | None) -> N
     hooks.on_segment.append(ingest.on_segment)
     hooks.on_media.append(ingest.on_media)
     hooks.on_view.append(viewers.on_view)
-    core.register(studio)
     publisher.start()
     stack.push_async_callback(publisher.stop)
+    return studio
 
 
-def starter(*, on_live: Callable[[Core], OnLive] | None = None) -> Starter:
-    """Return the app starter; ``on_live(core)`` gives the callback for sessions going live."""
+class HasStudio(Protocol):
+    """The part of the process's runtime the studio routes read."""
 
-    async def start(core: Core, stack: AsyncExitStack) -> None:
-        await _start(core, stack, on_live(core) if on_live is not None else None)
+    studio: Studio
 
-    return start
+
+async def studio_of(connection: HTTPConnection) -> Studio:
+    """FastAPI dependency: this process's studio components."""
+    runtime: HasStudio = connection.app.state.runtime
+    return runtime.studio
+
+
+StudioDep = Annotated[Studio, Depends(studio_of)]

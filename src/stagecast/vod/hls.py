@@ -27,7 +27,8 @@ from stagecast.channels import tokens
 from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.core import Core
 from stagecast.errors import NotFound
-from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
+from stagecast.live.runtime import Live, LiveDep
+from stagecast.live.storage import StorageError, media_path, session_path
 from stagecast.vod import service
 from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.library import Vod
@@ -47,10 +48,6 @@ _IMMUTABLE = "max-age=31536000, immutable"
 
 VodId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 TokenQuery = Annotated[str | None, Query(max_length=1024)]
-
-
-def _storage(core: Core) -> SegmentStorage:
-    return core.get(SegmentStorage)  # type: ignore[type-abstract]
 
 
 async def _watchable(
@@ -93,9 +90,9 @@ def _scope(found: Vod) -> str:
     return "private" if found.effective_visibility == "private" else "public"
 
 
-async def _playlist(core: Core, found: Vod, path: str, token: str | None) -> Response:
+async def _playlist(live: Live, found: Vod, path: str, token: str | None) -> Response:
     try:
-        text = (await _storage(core).read(path)).decode()
+        text = (await live.storage.read(path)).decode()
     except (FileNotFoundError, StorageError) as exc:
         raise NotFound("not found") from exc
     return Response(
@@ -105,9 +102,9 @@ async def _playlist(core: Core, found: Vod, path: str, token: str | None) -> Res
     )
 
 
-def _file(core: Core, found: Vod, path: str, media_type: str) -> FileResponse:
+def _file(live: Live, found: Vod, path: str, media_type: str) -> FileResponse:
     try:
-        local = _storage(core).resolve(path)
+        local = live.storage.resolve(path)
     except StorageError as exc:
         raise NotFound("not found") from exc
     if not local.is_file():
@@ -119,23 +116,23 @@ def _file(core: Core, found: Vod, path: str, media_type: str) -> FileResponse:
 
 @router.get("/hls/vods/{vod_id}/master.m3u8")
 async def master(
-    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+    request: Request, vod_id: VodId, core: CoreDep, live: LiveDep, token: TokenQuery = None
 ) -> Response:
     """Serve the VOD's master playlist."""
     found, token = await _ready(request, core, vod_id, token)
     path = session_path(found.channel_id, found.session_id, MASTER)
-    return await _playlist(core, found, path, token)
+    return await _playlist(live, found, path, token)
 
 
 @router.get("/hls/vods/{vod_id}/thumbnail.jpg")
 async def thumbnail(
-    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+    request: Request, vod_id: VodId, core: CoreDep, live: LiveDep, token: TokenQuery = None
 ) -> FileResponse:
     """Serve the VOD's thumbnail (404 if it has none)."""
     found, _ = await _ready(request, core, vod_id, token)
     if not found.thumbnail_path:
         raise NotFound("the vod has no thumbnail")
-    return _file(core, found, found.thumbnail_path, "image/jpeg")
+    return _file(live, found, found.thumbnail_path, "image/jpeg")
 
 
 @router.get("/hls/vods/{vod_id}/{rendition}/{filename}")
@@ -145,6 +142,7 @@ async def rendition_file(
     rendition: str,
     filename: str,
     core: CoreDep,
+    live: LiveDep,
     token: TokenQuery = None,
 ) -> Response:
     """Serve a rendition's playlist, init segments and media segments."""
@@ -154,9 +152,9 @@ async def rendition_file(
     found, token = await _ready(request, core, vod_id, token)
     path = media_path(found.channel_id, found.session_id, rendition, filename)
     if is_playlist:
-        return await _playlist(core, found, path, token)
+        return await _playlist(live, found, path, token)
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
-    return _file(core, found, path, media_type)
+    return _file(live, found, path, media_type)
 
 
 def _clock(seconds: float | None) -> str:

@@ -20,7 +20,7 @@ from stagecast.bus import Bus, BusUnavailable
 from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import Database
-from stagecast.live.hooks import SessionHooks
+from stagecast.live.runtime import Live
 from stagecast.live.storage import SegmentStorage
 from stagecast.vod import building, jobs, purge
 from stagecast.vod.building import BuildError
@@ -241,11 +241,15 @@ class VodWorker:
             await self._pause(self.config.sweep_every)
 
 
-async def start(core: Core, stack: AsyncExitStack) -> None:
-    """Starter: make a VOD whenever a session ends, and run the worker until shutdown."""
-    core.get(SessionHooks).on_ended.append(jobs.on_session_ended)
-    storage = core.get(SegmentStorage)  # type: ignore[type-abstract]
-    worker = VodWorker(core.db, storage, WorkerConfig.from_settings(core.settings), core.bus)
-    core.register(worker)
+def start_vod(core: Core, live: Live, stack: AsyncExitStack) -> VodWorker:
+    """Make a VOD whenever a session ends, and run the worker until shutdown.
+
+    Call it before ``start_live``: the end hook must be in place before the manager's first
+    sweep ends sessions a crash left behind.
+    """
+    live.hooks.on_ended.append(jobs.on_session_ended)
+    config = WorkerConfig.from_settings(core.settings)
+    worker = VodWorker(core.db, live.storage, config, core.bus)
     worker.start()
     stack.push_async_callback(worker.stop)
+    return worker

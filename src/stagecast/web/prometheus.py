@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -29,7 +28,6 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stagecast.auth.deps import CoreDep
 from stagecast.core import Core
 from stagecast.db.retry import Kind
 from stagecast.db.stats import DbStats
@@ -163,15 +161,16 @@ class Exporter:
         return generate_latest(self.registry)
 
 
+class HasExporter(Protocol):
+    """The part of the process's runtime ``/metrics`` and ``HttpMetrics`` read."""
+
+    exporter: Exporter
+
+
 def _exporter(scope: Scope) -> Exporter | None:
-    core = getattr(getattr(scope.get("app"), "state", None), "core", None)
-    if core is None:
-        return None
-    try:
-        found = core.get(Exporter)
-    except KeyError:
-        return None
-    return found if isinstance(found, Exporter) else None
+    """Return the app's exporter, or None before its lifespan started (or after it ended)."""
+    runtime: HasExporter | None = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    return runtime.exporter if runtime is not None else None
 
 
 class HttpMetrics:
@@ -212,30 +211,21 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(request: Request, core: CoreDep) -> Response:
+async def prometheus_metrics(request: Request) -> Response:
     """Serve every metric of this process in the Prometheus text format."""
-    exporter = core.get(Exporter)
-    exporter.check(request.headers.get("authorization"))
-    return Response(exporter.render(), media_type=CONTENT_TYPE)
+    runtime: HasExporter = request.app.state.runtime
+    runtime.exporter.check(request.headers.get("authorization"))
+    return Response(runtime.exporter.render(), media_type=CONTENT_TYPE)
 
 
-Starter = Callable[[Core, AsyncExitStack], Awaitable[None]]
-
-
-def starter(
-    *,
-    sources: Callable[[Core], Sequence[StatsSource]],
-    collectors: Callable[[Core], Sequence[Collector]] = lambda core: (),
-) -> Starter:
-    """Return the app starter that builds the exporter (last: it reads every component)."""
-
-    async def start(core: Core, stack: AsyncExitStack) -> None:
-        exporter = Exporter(core.settings.metrics_token)
-        exporter.add(DbCollector(core.db.stats))
-        for collector in collectors(core):
-            exporter.add(collector)
-        for source in sources(core):
-            exporter.offer(source)
-        core.register(exporter)
-
-    return start
+def build_exporter(
+    core: Core, sources: Sequence[StatsSource], collectors: Sequence[Collector] = ()
+) -> Exporter:
+    """Return the exporter of ``core``'s database counters, ``collectors`` and ``sources``."""
+    exporter = Exporter(core.settings.metrics_token)
+    exporter.add(DbCollector(core.db.stats))
+    for collector in collectors:
+        exporter.add(collector)
+    for source in sources:
+        exporter.offer(source)
+    return exporter

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from stagecast.core import Core
-from stagecast.live.hooks import SessionHooks
+from stagecast.live.runtime import Live
 from stagecast.stats import StatsSource
 from stagecast.webhooks.deliveries import Policy
 from stagecast.webhooks.dispatcher import WebhookDispatcher
@@ -15,7 +15,7 @@ from stagecast.webhooks.service import on_session_ended
 
 @dataclass
 class Webhooks:
-    """The webhook components of one process; handlers reach them with ``core.get(Webhooks)``."""
+    """The webhook components of one process."""
 
     dispatcher: WebhookDispatcher
 
@@ -33,8 +33,11 @@ class Webhooks:
         return [StatsSource("webhooks", read)]
 
 
-async def start(core: Core, stack: AsyncExitStack) -> None:
-    """Starter: queue ``stream.ended`` with every session end, and deliver until shutdown."""
+async def start_webhooks(core: Core, live: Live, stack: AsyncExitStack) -> Webhooks:
+    """Queue ``stream.ended`` with every session end, and deliver until shutdown.
+
+    Call it before ``start_live``, like the VOD worker (see ``stagecast.runtime``).
+    """
     settings = core.settings
     dispatcher = WebhookDispatcher(
         core.db,
@@ -48,7 +51,7 @@ async def start(core: Core, stack: AsyncExitStack) -> None:
         ),
         poll=settings.webhook_poll_seconds,
     )
-    core.get(SessionHooks).on_ended.append(on_session_ended)
-    core.register(Webhooks(dispatcher))
+    live.hooks.on_ended.append(on_session_ended)
     await dispatcher.start()
     stack.push_async_callback(dispatcher.stop)
+    return Webhooks(dispatcher)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Annotated, Protocol
 
 import imageio_ffmpeg
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from stagecast.core import Core
-from stagecast.ingest.http import HttpPushIngest
 from stagecast.ingest.publish import RtmpIngest
+from stagecast.ingest.push import HttpPushIngest
 from stagecast.ingest.rtmp.server import RtmpServer
-from stagecast.live.manager import LiveManager
+from stagecast.live.runtime import Live
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +25,22 @@ def ffmpeg_binary(configured: str | None) -> str:
     return configured or imageio_ffmpeg.get_ffmpeg_exe()
 
 
-async def start(core: Core, stack: AsyncExitStack) -> None:
+@dataclass
+class Ingest:
+    """This process's ingest servers."""
+
+    rtmp: RtmpServer
+    http_push: HttpPushIngest
+
+
+async def start_ingest(core: Core, live: Live, stack: AsyncExitStack) -> Ingest:
     """Start HTTP push ingest and the RTMP server; stop them (first) on shutdown."""
     settings = core.settings
-    manager = core.get(LiveManager)
-    push = HttpPushIngest(manager, idle_after=max(10.0, 4 * settings.segment_seconds))
-    core.register(push)
+    push = HttpPushIngest(live.manager, idle_after=max(10.0, 4 * settings.segment_seconds))
     stack.push_async_callback(push.close)
     handler = RtmpIngest(
         core.db,
-        manager,
+        live.manager,
         ffmpeg=ffmpeg_binary(settings.ffmpeg),
         scratch=settings.data_dir / "scratch",
         segment_seconds=settings.segment_seconds,
@@ -39,6 +49,21 @@ async def start(core: Core, stack: AsyncExitStack) -> None:
     await server.start()
     if settings.rtmp_port == 0:  # a free port was picked: say which, e.g. in the OBS URL
         settings.rtmp_port = server.port
-    core.register(server)
     stack.push_async_callback(server.close)
     log.info("RTMP ingest on rtmp://%s:%d/live", settings.rtmp_host, server.port)
+    return Ingest(server, push)
+
+
+class HasIngest(Protocol):
+    """The part of the process's runtime the ingest routes read."""
+
+    ingest: Ingest
+
+
+async def ingest_of(connection: HTTPConnection) -> Ingest:
+    """FastAPI dependency: this process's ingest servers."""
+    runtime: HasIngest = connection.app.state.runtime
+    return runtime.ingest
+
+
+IngestDep = Annotated[Ingest, Depends(ingest_of)]
