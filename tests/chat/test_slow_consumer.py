@@ -40,36 +40,45 @@ async def stuck_client(live: Live, room: Room) -> socket.socket:
     return sock
 
 
-def close_frame_code(data: bytes) -> int | None:
-    """Return the code of the close frame in ``data`` (frames after the handshake), if any."""
-    while len(data) >= 2:
-        opcode, length = data[0] & 0x0F, data[1] & 0x7F
-        start = {126: 4, 127: 10}.get(length, 2)
-        if len(data) < start:
-            return None
-        if length == 126:
-            length = struct.unpack("!H", data[2:4])[0]
-        elif length == 127:
-            length = struct.unpack("!Q", data[2:10])[0]
-        if len(data) < start + length:
-            return None
-        payload, data = data[start : start + length], data[start + length :]
-        if opcode == 8:
-            return int(struct.unpack("!H", payload[:2])[0])
-    return None
+def next_frame(data: bytes | bytearray, start: int) -> tuple[int, bytes, int] | None:
+    """Return (opcode, payload, end) of the whole frame at ``data[start:]``, if there is one."""
+    if len(data) - start < 2:
+        return None
+    opcode, length = data[start] & 0x0F, data[start + 1] & 0x7F
+    header = {126: 4, 127: 10}.get(length, 2)
+    if len(data) - start < header:
+        return None
+    if length == 126:
+        length = struct.unpack("!H", data[start + 2 : start + 4])[0]
+    elif length == 127:
+        length = struct.unpack("!Q", data[start + 2 : start + 10])[0]
+    end = start + header + length
+    if len(data) < end:
+        return None
+    return opcode, bytes(data[start + header : end]), end
 
 
 async def read_close_code(sock: socket.socket) -> int | None:
-    """Read what the server sends until its close frame (or EOF); return the close code."""
+    """Read what the server sends until its close frame (or EOF); return the close code.
+
+    Frames are parsed as they complete, once each: the backlog of a dropped client runs to
+    megabytes, and the server gives them 5 s to get out.
+    """
     loop = asyncio.get_running_loop()
-    data = b""
+    buffer = bytearray()
+    position: int | None = None  # where the next frame starts, once the handshake is read
     async with asyncio.timeout(10):
-        while chunk := await loop.sock_recv(sock, 65536):
-            data += chunk
-            if b"\r\n\r\n" in data:
-                code = close_frame_code(data[data.index(b"\r\n\r\n") + 4 :])
-                if code is not None:
-                    return code
+        while chunk := await loop.sock_recv(sock, 1 << 20):
+            buffer += chunk
+            if position is None:
+                ends = buffer.find(b"\r\n\r\n")
+                if ends < 0:
+                    continue
+                position = ends + 4
+            while (found := next_frame(buffer, position)) is not None:
+                opcode, payload, position = found
+                if opcode == 8:
+                    return int(struct.unpack("!H", payload[:2])[0])
     return None
 
 

@@ -117,6 +117,23 @@ async def _lock_session_row(settings: Settings, channel_id: int) -> asyncpg.Conn
     return conn
 
 
+async def _until_waiting_on_a_lock(settings: Settings, task: asyncio.Task[object]) -> None:
+    """Poll (from a connection of its own: activity is a snapshot per transaction) until a
+    query on ``live_session`` waits for a lock; fail at once if ``task`` ends first."""
+    assert settings.database_url is not None
+    watcher = await asyncpg.connect(_asyncpg_dsn(settings.database_url), timeout=10)
+    try:
+        async with asyncio.timeout(10):
+            while not await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE '%live_session%'"
+            ):
+                assert not task.done(), task
+                await asyncio.sleep(0.02)
+    finally:
+        await watcher.close()
+
+
 @pytest.mark.skipif(not PG_URL, reason="set STAGECAST_TEST_DATABASE_URL")
 async def test_a_channel_stuck_in_the_database_does_not_hold_up_another(
     tmp_path: Path, pg_url: str
@@ -142,12 +159,7 @@ async def test_a_channel_stuck_in_the_database_does_not_hold_up_another(
         blocker = await _lock_session_row(settings, stuck.id)
         try:
             waiting = asyncio.create_task(manager.acquire(stuck_match, kick))
-            async with asyncio.timeout(10):
-                while not await blocker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND query LIKE '%live_session%'"
-                ):
-                    await asyncio.sleep(0.02)
+            await _until_waiting_on_a_lock(settings, waiting)
             async with asyncio.timeout(10):
                 other = await manager.acquire(free_match, kick)
             assert other.channel_id == free.id

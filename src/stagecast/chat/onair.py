@@ -18,8 +18,7 @@ from stagecast.chat.messages import OnAirMark
 from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.live.models import live_session
-
-_ON_AIR_STATES = ("live", "reconnecting")
+from stagecast.live.states import ON_AIR
 
 
 class OnAir:
@@ -64,7 +63,7 @@ class OnAir:
                     select(live_session.c.id, live_session.c.started_at, live_session.c.created_at)
                     .where(
                         live_session.c.channel_id == channel_id,
-                        live_session.c.state.in_(_ON_AIR_STATES),
+                        live_session.c.state.in_(ON_AIR),
                     )
                     .order_by(live_session.c.id.desc())
                     .limit(1)

@@ -23,9 +23,6 @@ from sqlalchemy import (
 
 from stagecast.db.schema import IdType, UTCDateTime, metadata
 
-STATES = ("idle", "live", "reconnecting", "ended")
-ACTIVE_STATES = ("idle", "live", "reconnecting")
-
 live_session = Table(
     "live_session",
     metadata,
