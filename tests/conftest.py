@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from stagecast.core import Core
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
 from stagecast.runtime import Runtime
+from tests.live.conftest import FFMPEG
 
 PG_URL = os.environ.get("STAGECAST_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("STAGECAST_TEST_REDIS_URL")
@@ -238,3 +241,32 @@ async def live_server(settings: Settings) -> AsyncIterator[RunningServer]:
     """The app on a real socket (HTTP on a free port, RTMP on a free port)."""
     async with serve(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def cmaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[bytes]]:
+    """An init segment and five 2 s media segments made by ffmpeg."""
+    out = tmp_path_factory.mktemp("cmaf")
+    subprocess.run(
+        [
+            FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+            "-i", "testsrc2=size=320x180:rate=30", "-t", "10", "-c:v", "libx264",
+            "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", "-f", "hls",
+            "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
+            str(out / "index.m3u8"),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return (out / "init.mp4").read_bytes(), [(out / f"index{i}.m4s").read_bytes() for i in range(5)]
+
+
+@pytest.fixture
+def tracing() -> Iterator[None]:
+    """Trace allocations (five frames deep) for the test, then stop."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start(5)
+    yield
+    if not was_tracing:
+        tracemalloc.stop()

@@ -14,7 +14,6 @@ from stagecast.channels import service as channels
 from stagecast.config import Settings
 from stagecast.db import Kind
 from stagecast.live.models import segment
-from tests.live.test_archiver import cmaf  # noqa: F401  (the module-scoped fixture)
 from tests.live.test_db_faults import stalled
 
 _TABLES = ("channel", "live_session", "live_init", "live_rendition", "segment")
@@ -24,7 +23,7 @@ async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
     client: httpx.AsyncClient,
     app: FastAPI,
     settings: Settings,
-    cmaf: tuple[bytes, list[bytes]],  # noqa: F811
+    cmaf: tuple[bytes, list[bytes]],
 ) -> None:
     """Once live, a pusher's requests need no database: segments pushed while it is locked
     are answered 204 and listed at once, and their rows are all written once it is free."""
@@ -62,7 +61,7 @@ async def test_a_live_pusher_keeps_pushing_through_a_database_stall(
 async def test_a_rotated_key_is_checked_afresh_and_refused(
     client: httpx.AsyncClient,
     app: FastAPI,
-    cmaf: tuple[bytes, list[bytes]],  # noqa: F811
+    cmaf: tuple[bytes, list[bytes]],
 ) -> None:
     """After a rotation the pusher's old key is no longer recognised from memory: 401."""
     core = app.state.runtime.core

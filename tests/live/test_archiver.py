@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,25 +21,6 @@ from stagecast.live.models import segment
 from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage
 from tests.conftest import make_settings
-from tests.live.conftest import FFMPEG
-
-
-@pytest.fixture(scope="module")
-def cmaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[bytes]]:
-    """An init segment and five 2 s media segments made by ffmpeg."""
-    out = tmp_path_factory.mktemp("cmaf")
-    subprocess.run(
-        [
-            FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-            "-i", "testsrc2=size=320x180:rate=30", "-t", "10", "-c:v", "libx264",
-            "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", "-f", "hls",
-            "-hls_time", "2", "-hls_segment_type", "fmp4", "-hls_playlist_type", "vod",
-            str(out / "index.m3u8"),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
-    return (out / "init.mp4").read_bytes(), [(out / f"index{i}.m4s").read_bytes() for i in range(5)]
 
 
 async def test_a_locked_database_delays_the_rows_not_the_playlist(

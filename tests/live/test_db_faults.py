@@ -34,7 +34,6 @@ from stagecast.live.storage import LocalStorage
 from tests.auth.test_api import bearer
 from tests.conftest import PG_URL, _asyncpg_dsn, make_settings, serve
 from tests.live.streaming import make_channel, publish, wait_for, wait_for_segments
-from tests.live.test_archiver import cmaf  # noqa: F401  (the module-scoped fixture)
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +75,7 @@ async def _count(db: Database, table: object, session_id: int) -> int:
 async def test_an_init_segment_during_a_stall_is_played_at_once_and_recorded_after(
     settings: Settings,
     db: Database,
-    cmaf: tuple[bytes, list[bytes]],  # noqa: F811
+    cmaf: tuple[bytes, list[bytes]],
 ) -> None:
     """Init and segments arriving while the database is locked are listed at once; their rows
     (the init's first) are all written once it is free, so the recording is whole."""

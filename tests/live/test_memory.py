@@ -11,7 +11,6 @@ import asyncio
 import gc
 import subprocess
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,17 +46,6 @@ def tiny_cmaf(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[byt
         timeout=60,
     )  # fmt: skip
     return (out / "init.mp4").read_bytes(), [(out / f"index{i}.m4s").read_bytes() for i in range(5)]
-
-
-@pytest.fixture
-def tracing() -> Iterator[None]:
-    """Trace allocations (five frames deep) for the test, then stop."""
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    yield
-    if not was_tracing:
-        tracemalloc.stop()
 
 
 def _retained(pattern: str) -> tuple[int, int]:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from stagecast.live.hooks import MediaEvent, SegmentEvent
 from stagecast.studio.presence import ViewerCounts
@@ -42,17 +39,6 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def tracing() -> Iterator[None]:
-    """Trace allocations (five frames deep) for the test, then stop."""
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start(5)
-    yield
-    if not was_tracing:
-        tracemalloc.stop()
 
 
 def _retained() -> tuple[int, int]:
