@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     reconnect_grace_seconds: float = Field(default=30.0, ge=0)
     segment_seconds: float = Field(default=2.0, ge=0.5, le=10)
     live_window_segments: int = Field(default=6, ge=3)
+    # Bytes of live-window segments each process serves from memory (0: always from storage).
+    hot_media_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
     # Chat.
     chat_anonymous_read: bool = True

@@ -1,13 +1,15 @@
 """Write HLS playlists (RFC 8216): live media playlists kept in memory, VOD and master ones.
 
 A live ``MediaPlaylist`` is appended to once per segment and renders from text prepared at
-append time, so the work per segment is O(1) amortized and a request costs one string join
-(cached until the next change); nothing is rebuilt from the database. Durations are seconds,
+append time, so the work per segment is O(1) amortized; the rendering (text, bytes and a
+strong ETag, see ``Rendered``) is made once per change and a request costs nothing more;
+nothing is rebuilt from the database. Durations are seconds,
 bandwidths bits per second, sizes bytes. Section numbers below are RFC 8216's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections import deque
@@ -82,6 +84,25 @@ class Variant:
             math.isfinite(self.frame_rate) and self.frame_rate > 0
         ):
             raise ValueError("frame_rate must be a finite number > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A playlist rendered once: its text, the bytes served and their strong ETag.
+
+    The ETag (RFC 9110 8.8.3) is a quoted hash of the bytes, so the same playlist has the
+    same ETag in every process and any change gives a new one.
+    """
+
+    text: str
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, text: str) -> Rendered:
+        """Render ``text`` to bytes and hash them (once per change, not per request)."""
+        body = text.encode()
+        return cls(text, body, f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"')
 
 
 def _check_uri(value: str, what: str, *, quoted: bool = False) -> None:
@@ -197,7 +218,7 @@ class MediaPlaylist:
         self._discontinuity_sequence = 0
         self._last: SegmentEntry | None = None
         self._ended = False
-        self._rendered: str | None = None
+        self._rendered: Rendered | None = None
 
     def append(self, entry: SegmentEntry) -> None:
         """Add the next segment and slide the window.
@@ -245,8 +266,12 @@ class MediaPlaylist:
 
     def render(self) -> str:
         """Return the playlist text (cached until the next ``append`` or ``end``)."""
+        return self.rendered().text
+
+    def rendered(self) -> Rendered:
+        """Return the playlist as served: text, bytes, ETag (cached until the next change)."""
         if self._rendered is None:
-            self._rendered = self._render()
+            self._rendered = Rendered.of(self._render())
         return self._rendered
 
     def _render(self) -> str:

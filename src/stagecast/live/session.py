@@ -5,6 +5,10 @@ For each whole segment the session assigns the next sequence number of its rendi
 the file once under a server-built name, archives its row, and appends it to the in-memory
 playlist (also written to storage, so every process can serve it). Nothing downstream knows
 which ingest path produced the segment.
+
+Viewers of a session held here are served from memory: playlists rendered once per change
+(``Rendered``: bytes and an ETag), init segments from ``Rendition.inits`` and the live window's
+segments from the process's ``HotMedia``, bounded in bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,7 +35,13 @@ from stagecast.live.archiver import Archiver
 from stagecast.live.bandwidth import BandwidthStats
 from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
 from stagecast.live.hooks import SegmentEvent, SessionHooks
-from stagecast.live.playlists import MediaPlaylist, SegmentEntry, Variant, render_master
+from stagecast.live.playlists import (
+    MediaPlaylist,
+    Rendered,
+    SegmentEntry,
+    Variant,
+    render_master,
+)
 from stagecast.live.service import InitRecord, SegmentRecord, SessionRow
 from stagecast.live.states import STATE_TOPIC, SessionState, StateChanged
 from stagecast.live.storage import SegmentStorage, media_path, session_path
@@ -39,11 +50,60 @@ log = logging.getLogger(__name__)
 
 _SAVE_RENDITION_EVERY = 5
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
+DEFAULT_HOT_MEDIA_BYTES = 256 * 1024 * 1024
+
+MediaKey = tuple[int, str, str]  # (session id, rendition, file name)
+
+
+class HotMedia:
+    """The media segments this process serves from memory, at most ``max_bytes`` in all.
+
+    Sessions put a segment here when they list it and drop it when it leaves their playlist
+    window; past the bound the oldest segments go first (a later request for them is served
+    from storage). A segment larger than the whole bound is not held. ``max_bytes`` 0 holds
+    nothing.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_HOT_MEDIA_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0")
+        self.max_bytes = max_bytes
+        self._held: OrderedDict[MediaKey, bytes] = OrderedDict()  # oldest first
+        self._bytes = 0
+
+    def put(self, key: MediaKey, data: bytes) -> None:
+        """Hold ``data`` under ``key`` (replacing it), evicting the oldest past the bound."""
+        self.drop(key)
+        if len(data) > self.max_bytes:
+            return
+        while self._held and self._bytes + len(data) > self.max_bytes:
+            _, evicted = self._held.popitem(last=False)
+            self._bytes -= len(evicted)
+        self._held[key] = data
+        self._bytes += len(data)
+
+    def get(self, key: MediaKey) -> bytes | None:
+        """Return the bytes held under ``key``, or None (evicted, dropped or never held)."""
+        return self._held.get(key)
+
+    def drop(self, key: MediaKey) -> None:
+        """Stop holding ``key`` (nothing happens if it is not held)."""
+        data = self._held.pop(key, None)
+        if data is not None:
+            self._bytes -= len(data)
+
+    @property
+    def bytes_held(self) -> int:
+        """Return the bytes held now (never more than ``max_bytes``)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 @dataclass(frozen=True)
 class LiveDeps:
-    """What a session needs from the process."""
+    """What a session needs from the process (``hot`` is shared by all its sessions)."""
 
     db: Database
     storage: SegmentStorage
@@ -51,6 +111,7 @@ class LiveDeps:
     bus: Bus
     window_segments: int
     segment_seconds: float
+    hot: HotMedia = field(default_factory=HotMedia)
 
 
 @dataclass(frozen=True)
@@ -61,6 +122,7 @@ class _Slot:
     entry: SegmentEntry
     info: SegmentInfo
     received: float  # perf_counter() when the segment arrived
+    data: bytes  # the segment itself, served from memory while it is in the window
 
 
 @dataclass
@@ -82,6 +144,8 @@ class Rendition:
     # Segments whose files are written, waiting for an earlier one to be listed first.
     next_listed: int = 0
     settled: dict[int, _Slot | None] = field(default_factory=dict)
+    # What this rendition holds in HotMedia, oldest first: (sequence, key).
+    hot: deque[tuple[int, MediaKey]] = field(default_factory=deque)
 
 
 class LiveSession:
@@ -125,6 +189,8 @@ class LiveSession:
         self.ended = False
         self._touched = 0.0
         self._ending: asyncio.Task[None] | None = None
+        self._master: Rendered | None = None
+        self._master_stale = True  # set wherever the master may change (see _share_master)
         # Set by the manager: called when the database says another process ended us.
         self.on_ended_elsewhere: Callable[[LiveSession], Coroutine[Any, Any, None]] | None = None
 
@@ -207,7 +273,7 @@ class LiveSession:
             self.segments_dropped += 1
             log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
             return False
-        slot = self._reserve(rendition, len(data), info, received)
+        slot = self._reserve(rendition, data, info, received)
         self._writing += 1
         self._written.clear()
         try:
@@ -227,9 +293,10 @@ class LiveSession:
         return True
 
     def _reserve(
-        self, rendition: Rendition, size: int, info: SegmentInfo, received: float
+        self, rendition: Rendition, data: bytes, info: SegmentInfo, received: float
     ) -> _Slot:
         """Give a segment its sequence number, file name and program date-time (no I/O)."""
+        size = len(data)
         duration, start_time = info.duration, info.start_time
         sequence = rendition.next_sequence
         rendition.next_sequence += 1
@@ -248,7 +315,7 @@ class LiveSession:
         entry = SegmentEntry(
             sequence, duration, filename, pdt, discontinuity, f"init-{epoch}.mp4", size
         )
-        return _Slot(record, entry, info, received)
+        return _Slot(record, entry, info, received, data)
 
     def _settle(self, rendition: Rendition, sequence: int, slot: _Slot | None) -> None:
         """Mark a segment written (``slot``) or failed (None); list what is now in order."""
@@ -262,6 +329,7 @@ class LiveSession:
     def _list(self, rendition: Rendition, slot: _Slot) -> None:
         record, info = slot.record, slot.info
         rendition.playlist.append(slot.entry)
+        self._hold(rendition, slot)
         rendition.bandwidth.add(record.byte_size, record.duration)
         frames = info.video_frames
         if frames and record.duration > 0:
@@ -284,6 +352,28 @@ class LiveSession:
             info.starts_with_keyframe,
             time.perf_counter() - slot.received,
         )
+
+    def _hold(self, rendition: Rendition, slot: _Slot) -> None:
+        """Serve the listed segment from memory; forget the ones that left the window."""
+        hot = self.deps.hot
+        key = (self.id, rendition.name, slot.entry.uri)
+        hot.put(key, slot.data)
+        rendition.hot.append((slot.entry.sequence, key))
+        first = rendition.playlist.media_sequence
+        while rendition.hot and rendition.hot[0][0] < first:
+            hot.drop(rendition.hot.popleft()[1])
+
+    def _release_hot(self) -> None:
+        """Drop every segment of this session from memory (its viewers go to storage now)."""
+        for rendition in self.renditions.values():
+            while rendition.hot:
+                self.deps.hot.drop(rendition.hot.popleft()[1])
+
+    def media_data(self, name: str, filename: str) -> bytes | None:
+        """Return an init or media segment of ``name`` from memory, or None (then: storage)."""
+        if filename.startswith("init-"):
+            return self.init_data(name, _epoch_of(filename))
+        return self.deps.hot.get((self.id, name, filename))
 
     def _observe(
         self,
@@ -356,6 +446,24 @@ class LiveSession:
         rendition = self.renditions.get(name)
         return rendition.playlist.render() if rendition is not None else None
 
+    def playlist(self, name: str) -> Rendered | None:
+        """Return the media playlist of ``name`` as served (rendered once per change)."""
+        rendition = self.renditions.get(name)
+        return rendition.playlist.rendered() if rendition is not None else None
+
+    def master(self) -> Rendered | None:
+        """Return the master playlist as served (None before any segment).
+
+        Rendered again only after a change that may show in it (a rendition's init or first
+        segment, every few segments for the bandwidths, the end): the points where the copy in
+        storage is rewritten too.
+        """
+        if self._master_stale:
+            text = self.master_text()
+            self._master = Rendered.of(text) if text is not None else None
+            self._master_stale = False
+        return self._master
+
     def master_text(self) -> str | None:
         """Return the master playlist (None before any segment); URIs relative to /hls/<slug>/."""
         variants = [
@@ -383,6 +491,7 @@ class LiveSession:
         self._archiver.write_file(path, rendition.playlist.render)
 
     def _share_master(self) -> None:
+        self._master_stale = True
         self._archiver.write_file(
             session_path(self.channel_id, self.id, "master.m3u8"), self.master_text
         )
@@ -428,6 +537,7 @@ class LiveSession:
             self._share_playlist(rendition)
             self._save_later(rendition)
         self._share_master()
+        self._release_hot()
         await self._archiver.flush(10.0)
         await self._archiver.close()
 
