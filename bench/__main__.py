@@ -12,7 +12,7 @@ import importlib
 import inspect
 import sys
 
-SUITES = ("ingest", "metrics", "db_call", "vod", "chat", "soak")
+SUITES = ("ingest", "metrics", "db_call", "vod", "chat", "soak", "delivery")
 
 
 def main() -> None:
