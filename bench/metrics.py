@@ -37,7 +37,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from redis.asyncio import Redis
@@ -52,6 +52,7 @@ from stagecast.db.migrate import upgrade
 from stagecast.live.hooks import MediaEvent, SegmentEvent
 from stagecast.studio.presence import MemoryPresence, Viewers
 from stagecast.studio.publisher import Publisher
+from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Snapshot
 from stagecast.studio.telemetry import IngestMetrics
 
 STREAMS = 1_000
@@ -172,14 +173,11 @@ async def _timed(work: Awaitable[T], wall: list[float], cpu: list[float]) -> T:
     return result
 
 
-async def _tick_times(
-    sim: Simulation, ticks: int
-) -> tuple[list[float], list[float], dict[str, Any]]:
+async def _tick_times(sim: Simulation, ticks: int) -> tuple[list[float], list[float], Snapshot]:
     publisher = _publisher(sim, MemoryBus())
-    await publisher.tick()  # flushes the sightings once
+    [snapshot, *_] = await publisher.tick()  # flushes the sightings once
     times: list[float] = []
     cpu: list[float] = []
-    snapshot: dict[str, Any] = {}
     for _ in range(ticks):
         sim.feed_second()
         snapshot = (await _timed(publisher.tick(), times, cpu))[0]
@@ -202,7 +200,9 @@ async def _watched_ticks(sim: Simulation, ticks: int) -> None:
     """Time the tick when every stream is watched: one studio feed subscribed per channel, so
     each snapshot is copied through JSON as the bus delivers it."""
     bus = MemoryBus()
-    feeds = [await bus.subscribe(f"studio.{s.channel_id}", maxsize=ticks + 2) for s in sim.sessions]
+    feeds = [
+        await SNAPSHOT_TOPIC.subscribe(bus, s.channel_id, maxsize=ticks + 2) for s in sim.sessions
+    ]
     publisher = _publisher(sim, bus)
     wall: list[float] = []
     cpu: list[float] = []
@@ -219,9 +219,9 @@ async def _watched_ticks(sim: Simulation, ticks: int) -> None:
     )
 
 
-async def _publish_each(bus: Bus, snapshots: list[dict[str, Any]]) -> None:
+async def _publish_each(bus: Bus, snapshots: list[Snapshot]) -> None:
     for snapshot in snapshots:
-        await bus.publish(f"studio.{snapshot['channel_id']}", snapshot)
+        await SNAPSHOT_TOPIC.publish(bus, snapshot, snapshot.channel_id)
 
 
 async def _redis_ticks(sim: Simulation, ticks: int) -> None:
@@ -461,8 +461,7 @@ async def _run(quick: bool) -> None:
     print(
         f"  ingest observers: {sim.media_seconds / sim.media_events * 1e9:.0f} ns per RTMP "
         f"message, {sim.segment_seconds / sim.segment_events * 1e9:.0f} ns per segment; "
-        f"a snapshot says {snapshot['ingest']['bitrate_kbps']} kb/s, "
-        f"{snapshot['health']['verdict']}",
+        f"a snapshot says {snapshot.ingest.bitrate_kbps} kb/s, {snapshot.health.verdict}",
         flush=True,
     )
     await _watched_ticks(sim, 10 if quick else 60)

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,14 @@ from stagecast.channels import tokens
 from stagecast.channels.policy import Grant
 from stagecast.channels.service import set_moderator
 from stagecast.live.states import STATE_TOPIC, SessionState, StateChanged
+from stagecast.studio.health import GOOD
+from stagecast.studio.snapshots import (
+    SNAPSHOT_TOPIC,
+    IngestFigures,
+    RenditionFigures,
+    Snapshot,
+    ViewerFigures,
+)
 from stagecast.vod.events import VOD_TOPIC, VodReady
 from tests.conftest import RunningServer
 from tests.studio.conftest import (
@@ -25,6 +34,7 @@ from tests.studio.conftest import (
     sse,
     studio_settings,
 )
+from tests.studio.test_publisher import wire
 
 
 @pytest.fixture
@@ -32,6 +42,22 @@ async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the running server."""
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
+
+
+def snapshot_of(channel_id: int, session_id: int, viewers: ViewerFigures) -> Snapshot:
+    """Return a live stream's snapshot as the publisher makes them."""
+    return Snapshot(
+        channel_id,
+        session_id,
+        "show",
+        SessionState.LIVE,
+        datetime.now(UTC),
+        61.0,
+        GOOD,
+        viewers,
+        IngestFigures(2510.3, 30.0, 2.0, 2.0, 0.02, 0, 0, 0, 0, 0),
+        (RenditionFigures("source", 2498.7, 30.0, 2.0, 0.0, 15, 0),),
+    )
 
 
 def events_url(slug: str) -> str:
@@ -72,14 +98,11 @@ async def test_bus_messages_become_state_snapshot_viewers_and_vod_events(
         await STATE_TOPIC.publish(bus, live, channel.id)
         state = await feed.until(lambda m: m.event == "state")
         assert state.data == {"state": "live", "session_id": 5}
-        snapshot = {
-            "type": "snapshot",
-            "channel_id": channel.id,
-            "session_id": 5,
-            "state": "live",
-            "viewers": {"current": 2, "peak": 3, "unique": 4},
-        }
-        await bus.publish(f"studio.{channel.id}", snapshot)
+        sent = snapshot_of(channel.id, 5, ViewerFigures(2, 3, 4))
+        snapshot = wire(sent)
+        malformed = {k: v for k, v in snapshot.items() if k != "ingest"}
+        await bus.publish(f"studio.{channel.id}", {**malformed, "session_id": 4})  # skipped
+        await SNAPSHOT_TOPIC.publish(bus, sent, channel.id)
         assert (await feed.until(lambda m: m.event == "snapshot")).data == snapshot
         viewers = await feed.until(lambda m: m.event == "viewers")
         assert viewers.data == {"session_id": 5, "current": 2, "peak": 3, "unique": 4}
@@ -183,9 +206,18 @@ async def test_the_viewer_feed_follows_state_and_viewer_count(
     async with sse(http, url) as feed:
         first = await feed.until(lambda m: m.event == "status")
         assert first.data == {"state": "offline", "live": False, "session_id": None, "viewers": 0}
-        snapshot = {"type": "snapshot", "state": "live", "session_id": 8}
-        for current in (3, 3, 3, 4):
-            await bus.publish(f"studio.{channel.id}", {**snapshot, "viewers": {"current": current}})
+        for current in (3, 3, 3):
+            snapshot = snapshot_of(channel.id, 8, ViewerFigures(current, 4, 6))
+            await SNAPSHOT_TOPIC.publish(bus, snapshot, channel.id)
+        # Malformed (viewers without peak and unique, as an old test sent them): skipped.
+        malformed = {
+            **wire(snapshot_of(channel.id, 8, ViewerFigures(9, 9, 9))),
+            "viewers": {"current": 9},
+        }
+        await bus.publish(f"studio.{channel.id}", malformed)
+        await SNAPSHOT_TOPIC.publish(
+            bus, snapshot_of(channel.id, 8, ViewerFigures(4, 4, 6)), channel.id
+        )
         assert (await feed.until(lambda m: m.event == "status")).data["viewers"] == 3
         status = await feed.until(lambda m: m.event == "status")
         assert status.data == {"state": "live", "live": True, "session_id": 8, "viewers": 4}

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from stagecast.bus import BusUnavailable, MemoryBus
-from stagecast.bus.base import Payload, Subscription
+from stagecast.bus.base import Payload, Subscription, decode, encode
 from stagecast.live.hooks import MediaEvent
+from stagecast.live.states import SessionState
+from stagecast.studio.health import GOOD, Verdict
 from stagecast.studio.history import Sample
 from stagecast.studio.presence import MemoryPresence, Viewers
 from stagecast.studio.publisher import Publisher, topic
-from stagecast.studio.snapshots import Held
+from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Held, Snapshot, ViewerFigures
 from stagecast.studio.telemetry import IngestMetrics
 from tests.studio.test_telemetry import segment_event
 
@@ -62,6 +64,11 @@ def make(
     return publisher, ingest, clock
 
 
+def wire(snapshot: Snapshot) -> Payload:
+    """Return ``snapshot`` as a bus subscriber receives it (JSON)."""
+    return decode(encode(SNAPSHOT_TOPIC.encode(snapshot)))
+
+
 def feed(ingest: IngestMetrics, clock: Clock, session: FakeSession, seconds: int) -> None:
     """Two seconds per segment of 1 Mb/s, 30 fps video with a keyframe every 2 s."""
     for i in range(seconds // 2):
@@ -86,8 +93,12 @@ async def test_a_snapshot_is_built_from_the_windows_and_published() -> None:
     publisher.viewers.seen(9, "viewer-one")
     feed(ingest, clock, session, 20)
     async with await bus.subscribe(topic(3)) as subscription:
-        [snapshot] = await publisher.tick()
+        [built] = await publisher.tick()
+        snapshot = wire(built)
         assert await subscription.get(1) == snapshot
+    assert built.state is SessionState.LIVE
+    assert built.health is GOOD
+    assert built.viewers == ViewerFigures(1, 1, 1)
     assert snapshot["type"] == "snapshot"
     assert snapshot["state"] == "live"
     assert snapshot["health"] == {"verdict": "good", "reasons": []}
@@ -101,7 +112,7 @@ async def test_a_snapshot_is_built_from_the_windows_and_published() -> None:
     assert rendition["segments"] == 10
     assert rendition["bitrate_kbps"] == pytest.approx(1000.0)
     assert snapshot["uptime"] == pytest.approx(60, abs=2)
-    assert publisher.latest[3] is snapshot
+    assert publisher.latest[3] is built
 
 
 async def test_silence_and_drops_show_up_in_the_verdict() -> None:
@@ -112,14 +123,17 @@ async def test_silence_and_drops_show_up_in_the_verdict() -> None:
     await publisher.tick()
     session.segments_dropped = 3
     clock.now += 9
-    [snapshot] = await publisher.tick()
+    [built] = await publisher.tick()
+    assert built.health.verdict is Verdict.BAD
+    snapshot = wire(built)
     assert snapshot["health"]["verdict"] == "bad"
     assert "no media for 9 s" in snapshot["health"]["reasons"]
     assert "3 segments dropped recently" in snapshot["health"]["reasons"]
     assert snapshot["ingest"]["segments_dropped_recent"] == 3
     assert publisher.segments_dropped == 3
     clock.now += 31
-    [snapshot] = await publisher.tick()
+    [built] = await publisher.tick()
+    snapshot = wire(built)
     assert snapshot["ingest"]["segments_dropped_recent"] == 0  # outside the window now
 
 
@@ -192,8 +206,9 @@ async def test_an_ended_session_leaves_a_final_snapshot() -> None:
     await publisher.tick()
     sessions.clear()
     await publisher.tick()
-    final = publisher.ended.peek(2)
-    assert final is not None
+    ended = publisher.ended.peek(2)
+    assert ended is not None
+    final = wire(ended)
     assert final["state"] == "ended"
     assert final["health"]["verdict"] == "offline"
     assert gone == [[4]]

@@ -9,7 +9,7 @@ Connections are counted per channel and per process; past either limit a new one
 Studio feed events (``event: <name>`` then ``data: <JSON>``):
 
 - ``state``: ``{"state": "live"|"idle"|"reconnecting"|"ended"|"offline", "session_id": 9}``
-- ``snapshot``: the publisher's snapshot (see ``stagecast.studio.publisher``), every second
+- ``snapshot``: the publisher's snapshot (``stagecast.studio.snapshots``), every second
 - ``viewers``: ``{"session_id": 9, "current": 4, "peak": 6, "unique": 11}`` when they change
 - ``vod``: what the VOD domain announced on ``vod.<channel_id>``, e.g. ``{"type": "vod.ready",
   "vod_id": 12, ...}``
@@ -21,19 +21,18 @@ Viewer page feed events: ``status``: ``{"state": ..., "live": true, "session_id"
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from stagecast.bus import Bus, Gap, Subscription
 from stagecast.errors import TooManyRequests
 from stagecast.live.states import ON_AIR, STATE_TOPIC
-from stagecast.studio.publisher import topic as snapshot_topic
+from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Snapshot
 from stagecast.vod.events import VOD_TOPIC
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -41,8 +40,11 @@ _QUEUE = 64
 
 
 def encode(name: str, data: Any) -> bytes:
-    """Return one SSE event: ``event: name`` and ``data: <JSON on one line>``."""
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    """Return one SSE event: ``event: name`` and ``data: <JSON on one line>``.
+
+    ``data`` may hold dataclasses, enums and datetimes (orjson writes them as the bus does).
+    """
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), orjson.dumps(data))
 
 
 @dataclass
@@ -204,12 +206,10 @@ def _state(message: dict[str, Any]) -> tuple[str, int | None] | None:
     return str(changed.state), changed.session_id
 
 
-async def studio_feed(
-    context: FeedContext, snapshot: dict[str, Any] | None
-) -> AsyncIterator[bytes]:
+async def studio_feed(context: FeedContext, snapshot: Snapshot | None) -> AsyncIterator[bytes]:
     """Yield the studio feed of one channel until the client goes away."""
     cid = context.channel_id
-    kinds = {STATE_TOPIC.name(cid): "state", snapshot_topic(cid): "snapshot",
+    kinds = {STATE_TOPIC.name(cid): "state", SNAPSHOT_TOPIC.name(cid): "snapshot",
              VOD_TOPIC.name(cid): "vod"}  # fmt: skip
     merged = await _subscribe(context, list(kinds))
     try:
@@ -218,7 +218,7 @@ async def studio_feed(
         yield _state_event(state)
         viewers: dict[str, Any] | None = None
         if snapshot is not None:
-            yield encode("snapshot", snapshot)
+            yield encode("snapshot", SNAPSHOT_TOPIC.encode(snapshot))
             viewers = _viewers(snapshot)
             yield encode("viewers", viewers)
         while True:
@@ -245,8 +245,23 @@ def _state_event(state: tuple[str, int | None]) -> bytes:
     return encode("state", {"state": state[0], "session_id": state[1]})
 
 
-def _viewers(snapshot: dict[str, Any]) -> dict[str, Any]:
-    return {"session_id": snapshot.get("session_id"), **snapshot.get("viewers", {})}
+def _viewers(snapshot: Snapshot) -> dict[str, Any]:
+    """Return the ``viewers`` event of ``snapshot``."""
+    viewers = snapshot.viewers
+    return {
+        "session_id": snapshot.session_id,
+        "current": viewers.current,
+        "peak": viewers.peak,
+        "unique": viewers.unique,
+    }
+
+
+def _snapshot(message: dict[str, Any]) -> Snapshot | None:
+    """Return the snapshot a message holds (None if malformed)."""
+    try:
+        return SNAPSHOT_TOPIC.decode(message)
+    except ValueError:
+        return None
 
 
 def _studio_events(
@@ -261,9 +276,12 @@ def _studio_events(
         return (
             ([], viewers, state) if changed is None else ([_state_event(changed)], viewers, changed)
         )
-    if kind == "snapshot" and message.get("type") == "snapshot":
-        events = [encode("snapshot", message)]
-        current = _viewers(message)
+    if kind == "snapshot":
+        snapshot = _snapshot(message)
+        if snapshot is None:
+            return [], viewers, state
+        events = [encode("snapshot", SNAPSHOT_TOPIC.encode(snapshot))]
+        current = _viewers(snapshot)
         if current != viewers:
             events.append(encode("viewers", current))
         return events, current, state
@@ -298,7 +316,7 @@ class _Status:
 async def viewer_feed(context: FeedContext, viewers: int) -> AsyncIterator[bytes]:
     """Yield the viewer page's feed (state and viewer count) until the client goes away."""
     cid = context.channel_id
-    kinds = {STATE_TOPIC.name(cid): "state", snapshot_topic(cid): "snapshot"}
+    kinds = {STATE_TOPIC.name(cid): "state", SNAPSHOT_TOPIC.name(cid): "snapshot"}
     merged = await _subscribe(context, list(kinds))
     try:
         yield b"retry: 3000\n\n"
@@ -331,8 +349,7 @@ def _follow(status: _Status, kind: str, message: dict[str, Any]) -> None:
         status.state, status.session_id = changed
         if not status.live:
             status.viewers = 0
-    elif kind == "snapshot" and message.get("type") == "snapshot":
-        status.state = str(message.get("state"))
-        status.session_id = message.get("session_id")
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            status.viewers = int(message["viewers"]["current"]) if status.live else 0
+    elif kind == "snapshot" and (snapshot := _snapshot(message)) is not None:
+        status.state = str(snapshot.state)
+        status.session_id = snapshot.session_id
+        status.viewers = snapshot.viewers.current if status.live else 0

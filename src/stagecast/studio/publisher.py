@@ -6,7 +6,7 @@ snapshot on the bus topic ``studio.<channel_id>``; it runs no database query. Ev
 ``history_every`` seconds it also hands a sample of each live stream to the history writer,
 which runs beside the ticks (a slow database delays history, never the snapshots).
 
-Snapshots are described in ``stagecast.studio.snapshots``.
+Snapshots (``stagecast.studio.snapshots.Snapshot``) travel on ``SNAPSHOT_TOPIC``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from stagecast.backoff import Backoff
 from stagecast.bus import Bus, BusUnavailable
 from stagecast.cache import TtlCache
 from stagecast.db.schema import utcnow
+from stagecast.live.states import ON_AIR
 from stagecast.studio.health import Thresholds
 from stagecast.studio.history import Sample
 from stagecast.studio.presence import Viewers
-from stagecast.studio.snapshots import LIVE_STATES, Held, Snapshots
+from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Held, Snapshot, Snapshots, message
 from stagecast.studio.telemetry import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _ENDED_ENTRIES = 10_000
 
 def topic(channel_id: int) -> str:
     """Return the bus topic of a channel's studio snapshots."""
-    return f"studio.{channel_id}"
+    return SNAPSHOT_TOPIC.name(channel_id)
 
 
 class Publisher:
@@ -58,7 +58,7 @@ class Publisher:
         on_sample: Callable[[list[Sample]], Awaitable[None]] | None = None,
         on_live: Callable[[Held], None] | None = None,
         on_gone: Callable[[list[int]], Awaitable[None]] | None = None,
-        ended: TtlCache[int, dict[str, Any]] | None = None,
+        ended: TtlCache[int, Snapshot] | None = None,
     ) -> None:
         self.sessions = sessions
         self.ingest = ingest
@@ -71,10 +71,11 @@ class Publisher:
         self.on_live = on_live
         self.on_gone = on_gone
         # Final snapshots of sessions that ended here, by channel (bounded in entries and age).
-        self.ended: TtlCache[int, dict[str, Any]] = (
+        self.ended: TtlCache[int, Snapshot] = (
             ended if ended is not None else TtlCache(max_entries=_ENDED_ENTRIES, ttl=_ENDED_KEEP)
         )
         self._next_sample = 0.0
+        self._topics: dict[int, str] = {}  # topic names by channel id, made once per channel
         self._writer: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._bus_backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP, floor=_BACKOFF_FIRST)
@@ -84,7 +85,7 @@ class Publisher:
         self.samples_skipped = 0
 
     @property
-    def latest(self) -> dict[int, dict[str, Any]]:
+    def latest(self) -> dict[int, Snapshot]:
         """Return the current snapshot of each stream held here, by channel id."""
         return self.snapshots.latest
 
@@ -95,7 +96,7 @@ class Publisher:
 
     # -- one tick ---------------------------------------------------------------------------
 
-    async def tick(self) -> list[dict[str, Any]]:
+    async def tick(self) -> list[Snapshot]:
         """Snapshot and publish every held stream; return the snapshots."""
         started = time.perf_counter()
         held = list(self.sessions())
@@ -112,12 +113,19 @@ class Publisher:
 
     # -- after the snapshots ----------------------------------------------------------------
 
-    async def _publish(self, snapshots: list[dict[str, Any]]) -> None:
+    def _topic(self, channel_id: int) -> str:
+        name = self._topics.get(channel_id)
+        if name is None:
+            name = self._topics[channel_id] = SNAPSHOT_TOPIC.name(channel_id)
+        return name
+
+    async def _publish(self, snapshots: list[Snapshot]) -> None:
         if not snapshots or not self._bus_backoff.ready():
             return
+        name = self._topic
         try:
             # All at once: on Redis one pipelined round trip, not one per stream.
-            await self.bus.publish_many([(topic(s["channel_id"]), s) for s in snapshots])
+            await self.bus.publish_many([(name(s.channel_id), message(s)) for s in snapshots])
         except BusUnavailable:
             # Back off: no tick may wait on a dead bus.
             self.publish_failures += 1
@@ -127,11 +135,12 @@ class Publisher:
 
     async def _retire(self, held: Sequence[Held]) -> None:
         """Keep the final snapshot of sessions no longer held, then forget their state."""
-        gone, finals = self.snapshots.retire(held, utcnow().isoformat())
+        gone, finals = self.snapshots.retire(held, utcnow())
         for final in finals:
-            self.ended.put(final["channel_id"], final)
+            self.ended.put(final.channel_id, final)
+            self._topics.pop(final.channel_id, None)
             with contextlib.suppress(BusUnavailable):
-                await self.bus.publish(topic(final["channel_id"]), final)
+                await SNAPSHOT_TOPIC.publish(self.bus, final, final.channel_id)
         if gone and self.on_gone is not None:
             await self.on_gone(gone)
 
@@ -140,21 +149,15 @@ class Publisher:
             for session in self.snapshots.newly_live(held):
                 self.on_live(session)
 
-    def _sample(self, held: Sequence[Held], snapshots: list[dict[str, Any]], now: float) -> None:
+    def _sample(self, held: Sequence[Held], snapshots: list[Snapshot], now: float) -> None:
         if self.on_sample is None or now < self._next_sample:
             return
         self._next_sample = now + self.history_every
         wall = utcnow().replace(microsecond=0)
         rows = [
-            Sample(
-                s["session_id"],
-                wall,
-                s["viewers"]["current"],
-                s["ingest"]["bitrate_kbps"],
-                s["health"]["verdict"],
-            )
+            Sample(s.session_id, wall, s.viewers.current, s.ingest.bitrate_kbps, s.health.verdict)
             for s in snapshots
-            if s["state"] in LIVE_STATES
+            if s.state in ON_AIR
         ]
         if not rows:
             return

@@ -116,7 +116,7 @@ async def viewer_events(
     found = await live.lookups.watchable(slug, token, account)
     release = studio.viewer_slots.acquire(found.channel_id)
     latest = studio.publisher.latest.get(found.channel_id)
-    viewers = int(latest["viewers"]["current"]) if latest is not None else 0
+    viewers = latest.viewers.current if latest is not None else 0
     context = _context(core, live, studio, slug, found.channel_id, owners=False)
     return EventStream(viewer_feed(context, viewers), release)
 

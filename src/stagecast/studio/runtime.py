@@ -52,8 +52,8 @@ def _live_source(publisher: Publisher, viewers: Viewers) -> StatsSource:
         latest = publisher.latest.values()
         return {
             "sessions": len(publisher.latest),
-            "publishers": sum(1 for s in latest if s["state"] in PUBLISHING),
-            "viewers": sum(s["viewers"]["current"] for s in latest if s["state"] in ON_AIR),
+            "publishers": sum(1 for s in latest if s.state in PUBLISHING),
+            "viewers": sum(s.viewers.current for s in latest if s.state in ON_AIR),
             "ticks": publisher.ticks,
             "tick_seconds": publisher.tick_seconds,
             "segments_dropped": publisher.segments_dropped,

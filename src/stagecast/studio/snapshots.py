@@ -1,12 +1,17 @@
 """Snapshots: what one live stream looks like this second, built from memory only.
 
 ``Snapshots.build`` reads the sessions the live manager holds, their ingest windows and their
-viewer counts, judges health, and returns one JSON-able dict per stream; it does no I/O.
-A stream's snapshot is one dict updated in place every tick (the bus copies or serializes
-what it publishes), and parts that did not change (rendition summaries, viewer counts, a good
-verdict) are reused rather than rebuilt: most of a tick's cost is making dicts.
+viewer counts, judges health, and returns one frozen ``Snapshot`` per stream; it does no I/O.
+The publisher sends them on ``SNAPSHOT_TOPIC`` (``studio.<channel_id>``); readers in other
+processes get them back with ``SNAPSHOT_TOPIC.decode``.
 
-Snapshot (JSON)::
+Building frozen values costs more than updating a dict in place, so a tick builds only what
+changed: a stream's window figures are kept until a window's version or its media reading
+changes, its ingest figures and verdict until one of their inputs does, and rendition summaries,
+viewer counts and the good verdict are the very instances of the last tick. Only the snapshot
+itself (its ``at`` and ``uptime`` move every second) is new each tick.
+
+Snapshot (JSON, as on the bus and in the studio feed's ``snapshot`` event)::
 
     {"type": "snapshot", "channel_id": 3, "session_id": 9, "slug": "show", "state": "live",
      "at": "2024-05-01T18:00:00+00:00", "uptime": 61.0,
@@ -25,16 +30,193 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
-from stagecast.studio.health import GOOD, Health, Reading, Thresholds, Verdict, assess
+from stagecast.bus.base import Payload
+from stagecast.bus.topics import Topic
+from stagecast.live.states import SessionState
+from stagecast.studio.health import OFFLINE, Health, Reading, Thresholds, assess
 from stagecast.studio.presence import NONE, ViewerCounts
 from stagecast.studio.telemetry import IngestMetrics, StreamMetrics
-from stagecast.studio.windows import SegmentReading
+from stagecast.studio.windows import MediaReading, SegmentReading
 
-LIVE_STATES = ("live", "reconnecting")
+# The payload types below are frozen but not slotted: orjson writes a plain dataclass from its
+# ``__dict__`` about 3x faster than a slotted one (attribute by attribute), and every watched
+# stream's snapshot is serialised each second; construction costs the same either way.
+
+
+@dataclass(frozen=True)
+class RenditionFigures:
+    """One rendition's window: kbps, frames per second, segment seconds and counts."""
+
+    name: str
+    bitrate_kbps: float | None
+    frame_rate: float | None
+    segment_duration: float | None
+    segment_jitter: float | None
+    segments: int
+    late_segments: int
+
+
+@dataclass(frozen=True)
+class IngestFigures:
+    """What the encoder sends, over the window (kbps, fps, seconds; counts since the start
+    unless ``_recent``: within the window)."""
+
+    bitrate_kbps: float | None
+    frame_rate: float | None
+    keyframe_interval: float | None
+    keyframe_interval_max: float | None
+    since_media: float | None
+    segments_dropped: int
+    segments_dropped_recent: int
+    late_segments: int
+    reconnects: int
+    unarchived: int
+
+
+@dataclass(frozen=True)
+class ViewerFigures:
+    """Viewers now, at the peak, and distinct ones since the session began."""
+
+    current: int
+    peak: int
+    unique: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One live stream at one second (``at``; ``uptime`` in seconds since it started)."""
+
+    # Declared first so that it leads the JSON, as it always has; keyword-only for its default.
+    type: Literal["snapshot"] = field(default="snapshot", kw_only=True)
+    channel_id: int
+    session_id: int
+    slug: str
+    state: SessionState
+    at: datetime
+    uptime: float | None
+    health: Health
+    viewers: ViewerFigures
+    ingest: IngestFigures
+    renditions: tuple[RenditionFigures, ...]
+
+
+# ``studio.<channel_id>``: every second while a session is held, and once more when it ends.
+SNAPSHOT_TOPIC: Topic[Snapshot] = Topic("studio.{}", Snapshot)
+
+
+# A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``: 1.1 µs for a
+# snapshot's 11 fields, against 0.45 µs to set the instance's dict at once, and a tick makes a
+# snapshot per stream (plus ingest figures and rendition summaries when they change). These
+# builders make exactly what the constructors make (a test holds them together), faster.
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _rendition(
+    name: str,
+    bitrate_kbps: float | None,
+    frame_rate: float | None,
+    segment_duration: float | None,
+    segment_jitter: float | None,
+    segments: int,
+    late_segments: int,
+) -> RenditionFigures:
+    """Return ``RenditionFigures(...)`` of these fields."""
+    value = _new(RenditionFigures)
+    _set(
+        value,
+        "__dict__",
+        {
+            "name": name,
+            "bitrate_kbps": bitrate_kbps,
+            "frame_rate": frame_rate,
+            "segment_duration": segment_duration,
+            "segment_jitter": segment_jitter,
+            "segments": segments,
+            "late_segments": late_segments,
+        },
+    )
+    return value
+
+
+def _ingest(
+    bitrate_kbps: float | None,
+    frame_rate: float | None,
+    keyframe_interval: float | None,
+    keyframe_interval_max: float | None,
+    since_media: float | None,
+    segments_dropped: int,
+    segments_dropped_recent: int,
+    late_segments: int,
+    reconnects: int,
+    unarchived: int,
+) -> IngestFigures:
+    """Return ``IngestFigures(...)`` of these fields."""
+    value = _new(IngestFigures)
+    _set(
+        value,
+        "__dict__",
+        {
+            "bitrate_kbps": bitrate_kbps,
+            "frame_rate": frame_rate,
+            "keyframe_interval": keyframe_interval,
+            "keyframe_interval_max": keyframe_interval_max,
+            "since_media": since_media,
+            "segments_dropped": segments_dropped,
+            "segments_dropped_recent": segments_dropped_recent,
+            "late_segments": late_segments,
+            "reconnects": reconnects,
+            "unarchived": unarchived,
+        },
+    )
+    return value
+
+
+def _snapshot(
+    channel_id: int,
+    session_id: int,
+    slug: str,
+    state: SessionState,
+    at: datetime,
+    uptime: float | None,
+    health: Health,
+    viewers: ViewerFigures,
+    ingest: IngestFigures,
+    renditions: tuple[RenditionFigures, ...],
+) -> Snapshot:
+    """Return ``Snapshot(...)`` of these fields."""
+    value = _new(Snapshot)
+    _set(
+        value,
+        "__dict__",
+        {
+            "type": "snapshot",
+            "channel_id": channel_id,
+            "session_id": session_id,
+            "slug": slug,
+            "state": state,
+            "at": at,
+            "uptime": uptime,
+            "health": health,
+            "viewers": viewers,
+            "ingest": ingest,
+            "renditions": renditions,
+        },
+    )
+    return value
+
+
+def message(snapshot: Snapshot) -> Payload:
+    """Return ``SNAPSHOT_TOPIC.encode(snapshot)``, made from the snapshot's dict (a copy: its
+    fields in order) in 0.3 µs rather than field by field in 0.7 µs."""
+    return dict(vars(snapshot))
+
+
+_STATES = {state.value: state for state in SessionState}  # a lookup, not an Enum call per tick
 
 
 class Held(Protocol):
@@ -57,6 +239,30 @@ class Held(Protocol):
         """Return how many segments wait for their database row."""
 
 
+@dataclass(slots=True)
+class Windows:
+    """What a stream's windows say at one tick (bits per second, frames per second, seconds).
+
+    Internal and never changed once made; not frozen, because it is made per stream at every
+    tick a window changes, and a frozen dataclass costs 5x more to make.
+    """
+
+    renditions: tuple[RenditionFigures, ...]
+    bitrate: float | None
+    frame_rate: float | None
+    gop: float | None
+    gop_max: float | None
+    jitter: float | None
+    measured: float
+    late: int
+
+
+_NO_WINDOWS = Windows((), None, None, None, None, None, 0.0, 0)
+# The inputs of a stream's ingest figures and verdict besides its windows: (state, seconds
+# since media, segments dropped, dropped recently, reconnects, reconnects recently, unarchived).
+_Inputs = tuple[str, float, int, int, int, int, int]
+
+
 @dataclass
 class Tracked:
     """What is remembered about a session between ticks."""
@@ -67,12 +273,17 @@ class Tracked:
     dropped_recent: int = 0
     reconnects_recent: int = 0
     announced: bool = False
-    snapshot: dict[str, Any] | None = None  # this session's snapshot, updated every tick
-    # Rendition summaries by name, with the window state they were made from: a window only
+    snapshot: Snapshot | None = None  # this session's latest snapshot
+    # Rendition summaries by name, with the window version they were made from: a window only
     # changes when a segment arrives or ages out (every few seconds), so most ticks reuse them.
-    renditions: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    renditions: dict[str, tuple[int, RenditionFigures]] = field(default_factory=dict)
     _started: float | None = None
-    _viewers: tuple[ViewerCounts, dict[str, int]] | None = None
+    _viewers: tuple[ViewerCounts, ViewerFigures] | None = None
+    # The last tick's window figures, with the versions and media reading they came from.
+    windows: tuple[tuple[int, ...], MediaReading | None, Windows] | None = None
+    # The last tick's ingest figures and verdict, with the inputs they came from and the
+    # figures' values.
+    judged: tuple[Windows, _Inputs, IngestFigures, Health, tuple[object, ...]] | None = None
 
     def update(self, session: Held, now: float, span: float) -> int:
         """Follow the session's counters; return the segments dropped since the last tick."""
@@ -95,14 +306,14 @@ class Tracked:
             self._started = session.started_at.timestamp()
         return self._started
 
-    def viewers_json(self, viewers: ViewerCounts) -> dict[str, int]:
-        """Return the wire form of ``viewers``, the last tick's object when they did not change."""
+    def viewer_figures(self, viewers: ViewerCounts) -> ViewerFigures:
+        """Return ``viewers`` as figures, the last tick's instance when they did not change."""
         if self._viewers is None or self._viewers[0] != viewers:
-            self._viewers = (viewers, viewers._asdict())
+            self._viewers = (viewers, ViewerFigures(*viewers))
         return self._viewers[1]
 
-    def rendition(self, name: str, version: int, figures: SegmentReading) -> dict[str, Any]:
-        """Return the wire form of a rendition's window, the last one if it did not change."""
+    def rendition(self, name: str, version: int, figures: SegmentReading) -> RenditionFigures:
+        """Return the summary of a rendition's window, the last one if it did not change."""
         cached = self.renditions.get(name)
         if cached is not None and cached[0] == version:
             return cached[1]
@@ -116,35 +327,51 @@ def _round(value: float | None, scale: int = 10) -> float | None:
     return None if value is None else int(value * scale + 0.5) / scale
 
 
-# Snapshots are read-only once built, so parts that did not change are shared between them.
-_GOOD_JSON = GOOD.as_json()
-
-
-def _health_json(health: Health) -> dict[str, object]:
-    return _GOOD_JSON if health is GOOD else health.as_json()
-
-
 def _kilo(bps: float | None) -> float | None:
     """Return bits per second as kbps with one decimal."""
     return None if bps is None else int(bps / 100 + 0.5) / 10
 
 
-def _same(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> bool:
-    """Tell whether two lists hold the very same summaries (cheaper than comparing them)."""
-    return len(new) == len(old) and all(a is b for a, b in zip(new, old, strict=True))
+def _summary(name: str, figures: SegmentReading) -> RenditionFigures:
+    """Return the summary of one rendition's window."""
+    return _rendition(
+        name,
+        _kilo(figures.bitrate_bps),
+        _round(figures.frame_rate, 100),
+        _round(figures.mean_duration, 1000),
+        _round(figures.jitter, 1000),
+        figures.segments,
+        figures.late,
+    )
 
 
-def _summary(name: str, figures: SegmentReading) -> dict[str, Any]:
-    """Return the wire form of one rendition's window."""
-    return {
-        "name": name,
-        "bitrate_kbps": _kilo(figures.bitrate_bps),
-        "frame_rate": _round(figures.frame_rate, 100),
-        "segment_duration": _round(figures.mean_duration, 1000),
-        "segment_jitter": _round(figures.jitter, 1000),
-        "segments": figures.segments,
-        "late_segments": figures.late,
-    }
+def _measure(stream: StreamMetrics, tracked: Tracked, media: MediaReading | None) -> Windows:
+    """Return what ``stream``'s windows say now (rendition summaries and stream figures)."""
+    renditions = []
+    bitrate = frame_rate = gop = gop_max = jitter = None
+    measured = 0.0
+    late = 0
+    total_bps = 0.0
+    for name, window in stream.renditions.items():
+        figures = window.reading()
+        renditions.append(tracked.rendition(name, window.version, figures))
+        total_bps += figures.bitrate_bps or 0.0
+        late += figures.late
+        if figures.duration > measured:
+            measured = figures.duration
+        fps, spread = figures.frame_rate, figures.jitter
+        if fps is not None and (frame_rate is None or fps > frame_rate):
+            frame_rate = fps
+        if spread is not None and (jitter is None or spread > jitter):
+            jitter = spread
+        if gop is None and figures.keyframe_max is not None:
+            gop, gop_max = figures.keyframe_mean, figures.keyframe_max
+    bitrate = total_bps or None
+    if media is not None and media.bitrate_bps is not None:
+        bitrate, measured, frame_rate = media.bitrate_bps, media.span, media.frame_rate
+        if media.keyframe_max is not None:
+            gop, gop_max = media.keyframe_mean, media.keyframe_max
+    return Windows(tuple(renditions), bitrate, frame_rate, gop, gop_max, jitter, measured, late)
 
 
 class Snapshots:
@@ -153,7 +380,7 @@ class Snapshots:
     def __init__(self, ingest: IngestMetrics, thresholds: Thresholds | None = None) -> None:
         self.ingest = ingest
         self.thresholds = thresholds or Thresholds()
-        self.latest: dict[int, dict[str, Any]] = {}  # by channel id
+        self.latest: dict[int, Snapshot] = {}  # by channel id
         self.segments_dropped = 0  # by the sessions of this process, since it started
         self._tracked: dict[int, Tracked] = {}
 
@@ -163,15 +390,14 @@ class Snapshots:
         counts: dict[int, ViewerCounts],
         now: float,
         wall: datetime,
-    ) -> list[dict[str, Any]]:
-        """Return the snapshots of ``held`` at ``now`` (pure: no I/O)."""
-        at = wall.isoformat()
+    ) -> list[Snapshot]:
+        """Return the snapshots of ``held`` at ``now`` (monotonic) and ``wall`` (pure: no I/O)."""
         wall_ts = wall.timestamp()
         span = self.ingest.span
         streams = self.ingest.streams
         tracked_all = self._tracked
         snapshots = []
-        latest: dict[int, dict[str, Any]] = {}
+        latest: dict[int, Snapshot] = {}
         for session in held:
             tracked = tracked_all.get(session.id)
             if tracked is None:
@@ -185,107 +411,98 @@ class Snapshots:
             ):
                 self.segments_dropped += tracked.update(session, now, span)
             stream = streams.get(session.id)
-            if stream is not None:
-                stream.expire(now)
-            snapshot = self._snapshot(session, stream, tracked, counts.get(session.id, NONE), now)
-            snapshot["at"] = at
             started = tracked.started(session)
-            if started is not None:
-                snapshot["uptime"] = _round(max(wall_ts - started, 0.0))
+            uptime = None if started is None else _round(max(wall_ts - started, 0.0))
+            windows = self._windows(stream, tracked, now)
+            ingest, health = self._judge(session, stream, windows, tracked, now)
+            snapshot = tracked.snapshot = _snapshot(
+                session.channel_id,
+                session.id,
+                session.slug,
+                _STATES[session.state],
+                wall,
+                uptime,
+                health,
+                tracked.viewer_figures(counts.get(session.id, NONE)),
+                ingest,
+                windows.renditions,
+            )
             latest[session.channel_id] = snapshot
             snapshots.append(snapshot)
         self.latest = latest
         return snapshots
 
-    def _snapshot(
+    def _windows(self, stream: StreamMetrics | None, tracked: Tracked, now: float) -> Windows:
+        """Return the stream's window figures, the last tick's if no window changed."""
+        if stream is None:
+            tracked.windows = None
+            return _NO_WINDOWS
+        stream.expire(now)
+        versions = tuple([w.version for w in stream.renditions.values()])
+        media = stream.media.reading() if stream.media is not None else None
+        cached = tracked.windows
+        if cached is not None and cached[0] == versions and cached[1] == media:
+            return cached[2]
+        windows = _measure(stream, tracked, media)
+        tracked.windows = (versions, media, windows)
+        return windows
+
+    def _judge(
         self,
         session: Held,
         stream: StreamMetrics | None,
+        windows: Windows,
         tracked: Tracked,
-        viewers: ViewerCounts,
         now: float,
-    ) -> dict[str, Any]:
+    ) -> tuple[IngestFigures, Health]:
+        """Return the stream's ingest figures and verdict, the last tick's if nothing changed."""
         last_at = session.last_media
-        renditions: list[dict[str, Any]] = []
-        bitrate = frame_rate = gop = gop_max = jitter = None
-        measured = 0.0
-        late = 0
-        if stream is not None:
-            if stream.last_at is not None and stream.last_at > last_at:
-                last_at = stream.last_at
-            total_bps = 0.0
-            for name, window in stream.renditions.items():
-                figures = window.reading()
-                renditions.append(tracked.rendition(name, window.version, figures))
-                total_bps += figures.bitrate_bps or 0.0
-                late += figures.late
-                if figures.duration > measured:
-                    measured = figures.duration
-                fps, spread = figures.frame_rate, figures.jitter
-                if fps is not None and (frame_rate is None or fps > frame_rate):
-                    frame_rate = fps
-                if spread is not None and (jitter is None or spread > jitter):
-                    jitter = spread
-                if gop is None and figures.keyframe_max is not None:
-                    gop, gop_max = figures.keyframe_mean, figures.keyframe_max
-            bitrate = total_bps or None
-            if stream.media is not None:
-                media = stream.media.reading()
-                if media.bitrate_bps is not None:
-                    bitrate, measured, frame_rate = media.bitrate_bps, media.span, media.frame_rate
-                    if media.keyframe_max is not None:
-                        gop, gop_max = media.keyframe_mean, media.keyframe_max
+        if stream is not None and stream.last_at is not None and stream.last_at > last_at:
+            last_at = stream.last_at
         since = now - last_at if now > last_at else 0.0
+        inputs = (
+            session.state,
+            since,
+            session.segments_dropped,
+            tracked.dropped_recent,
+            session.reconnects,
+            tracked.reconnects_recent,
+            session.unarchived,
+        )
+        judged = tracked.judged
+        if judged is not None and judged[0] is windows and judged[1] == inputs:
+            return judged[2], judged[3]
         reading = Reading(
             session.state,
             since,
-            measured,
-            gop_max,
-            frame_rate,
-            jitter,
+            windows.measured,
+            windows.gop_max,
+            windows.frame_rate,
+            windows.jitter,
             tracked.dropped_recent,
-            late,
+            windows.late,
             session.unarchived,
             tracked.reconnects_recent,
         )
-        health = _health_json(assess(reading, self.thresholds))
-        snapshot = tracked.snapshot
-        if snapshot is None:
-            snapshot = tracked.snapshot = {
-                "type": "snapshot",
-                "channel_id": session.channel_id,
-                "session_id": session.id,
-                "slug": session.slug,
-                "state": session.state,
-                "at": None,
-                "uptime": None,
-                "health": health,
-                "viewers": tracked.viewers_json(viewers),
-                "ingest": {},
-                "renditions": renditions,
-            }
-        else:
-            # Updated in place: the bus copies (or serializes) what it publishes, and a dict
-            # per stream per tick is most of what a tick would otherwise cost.
-            snapshot["state"] = session.state
-            snapshot["health"] = health
-            snapshot["viewers"] = tracked.viewers_json(viewers)
-            if not _same(renditions, snapshot["renditions"]):
-                snapshot["renditions"] = renditions
-        part = snapshot["ingest"]
-        part["bitrate_kbps"] = _kilo(bitrate)
-        part["frame_rate"] = _round(frame_rate, 100)
-        part["keyframe_interval"] = _round(gop, 100)
-        part["keyframe_interval_max"] = _round(gop_max, 100)
-        part["since_media"] = _round(since, 100)
-        part["segments_dropped"] = session.segments_dropped
-        part["segments_dropped_recent"] = tracked.dropped_recent
-        part["late_segments"] = late
-        part["reconnects"] = session.reconnects
-        part["unarchived"] = session.unarchived
-        return snapshot
+        values = (
+            _kilo(windows.bitrate),
+            _round(windows.frame_rate, 100),
+            _round(windows.gop, 100),
+            _round(windows.gop_max, 100),
+            _round(since, 100),
+            session.segments_dropped,
+            tracked.dropped_recent,
+            windows.late,
+            session.reconnects,
+            session.unarchived,
+        )
+        # Raw inputs move every tick (seconds since media), the rounded figures far less often.
+        ingest = judged[2] if judged is not None and judged[4] == values else _ingest(*values)
+        health = assess(reading, self.thresholds)
+        tracked.judged = (windows, inputs, ingest, health, values)
+        return ingest, health
 
-    def retire(self, held: Sequence[Held], ended_at: str) -> tuple[list[int], list[dict[str, Any]]]:
+    def retire(self, held: Sequence[Held], ended_at: datetime) -> tuple[list[int], list[Snapshot]]:
         """Forget sessions no longer held; return their ids and final (offline) snapshots."""
         current = {s.id for s in held}
         gone = [sid for sid in self._tracked if sid not in current]
@@ -293,11 +510,9 @@ class Snapshots:
         for session_id in gone:
             tracked = self._tracked.pop(session_id)
             if tracked.snapshot is not None:
-                final = dict(tracked.snapshot)
-                final["state"] = "ended"
-                final["health"] = {"verdict": Verdict.OFFLINE.value, "reasons": ["not live"]}
-                final["at"] = ended_at
-                finals.append(final)
+                finals.append(
+                    replace(tracked.snapshot, state=SessionState.ENDED, health=OFFLINE, at=ended_at)
+                )
         self.ingest.retain(current)
         return gone, finals
 
