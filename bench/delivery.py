@@ -10,7 +10,9 @@ load in turn: one ~2 s segment at 50 and at 200 connections, and the live media 
 connections (the URIs a player gets from the master playlist, query included).
 
 Prints req/s, MB/s, p50/p99 latency, the CPU the server used and the CPU the load generator
-used, and the ratio to nginx; then the targets (segments >= 0.7x nginx, playlists >= 0.3x).
+used (the median round of three, one with ``--quick``), and the ratio to nginx (the median and
+range of the ratios within one round: the servers take turns, so a round's ratio compares them
+under the same background load); then the targets (segments >= 0.7x nginx, playlists >= 0.3x).
 The load generator is ``wrk`` (one thread) when installed, else a small asyncio client of this
 module. A missing nginx or wrk is installed with apt-get when the bench runs as root and
 reaches the Debian mirror; otherwise that column is skipped with the reason (never a failure).
@@ -456,24 +458,37 @@ def _serve_bare(port: int, docroot: Path) -> None:
 
 # -- the run and the table --------------------------------------------------------------------
 
-Results = dict[tuple[str, int], dict[str, Figures]]
+Results = dict[tuple[str, int], dict[str, list[Figures]]]
 
 
 def _run_cells(targets: list[Target], seconds: float, rounds: int) -> Results:
-    """Measure every cell on every target, interleaved; keep each one's best round."""
-    results: Results = {cell: {} for cell in CELLS}
+    """Measure every cell on every target, interleaved, ``rounds`` times; keep every round.
+
+    Within a round the servers run one after the other on the same cell, so a ratio of two
+    figures of one round compares them under the same background load.
+    """
+    results: Results = {cell: {target.name: [] for target in targets} for cell in CELLS}
     for round_number in range(rounds):
         for kind, connections in CELLS:
             for target in targets:
                 if round_number == 0:
                     _measure(target, kind, connections, 1.0)  # warm-up: caches, accepted sockets
                 figures = _measure(target, kind, connections, seconds)
-                best = results[kind, connections].get(target.name)
-                if best is None or figures.requests_per_s > best.requests_per_s:
-                    results[kind, connections][target.name] = figures
+                results[kind, connections][target.name].append(figures)
                 print(f"  round {round_number + 1}, {kind} x {connections}, {target.name}: "
                       f"{figures.requests_per_s:,.0f} req/s", flush=True)  # fmt: skip
     return results
+
+
+def _median(runs: list[Figures]) -> Figures:
+    """Return the round with the median req/s (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda figures: figures.requests_per_s)[(len(runs) - 1) // 2]
+
+
+def _ratios(ours: list[Figures], nginx: list[Figures]) -> list[float]:
+    """Return the req/s ratios to nginx, round by round, smallest first."""
+    pairs = zip(ours, nginx, strict=True)
+    return sorted(mine.requests_per_s / peer.requests_per_s for mine, peer in pairs)
 
 
 def _row(label: str, cells: list[str]) -> str:
@@ -484,16 +499,17 @@ def _ms(value: float) -> str:
     return f"{value * 1000:,.0f}" if value >= 0.01 else f"{value * 1000:.2f}"
 
 
-def _ratio_to(base: float) -> Callable[[Figures], str]:
-    return lambda figures: f"{figures.requests_per_s / base:.2f}x"
+def _ratio_text(ratios: list[float]) -> str:
+    middle = ratios[(len(ratios) - 1) // 2]
+    spread = f" ({ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
+    return f"{middle:.2f}x{spread}"
 
 
 def _table(results: Results, names: list[str]) -> list[str]:
     lines = [_row("", names)]
     for (kind, connections), by_name in results.items():
-        nginx = by_name.get("nginx")
         lines.append(f"{kind}, {connections} connections")
-        got = [by_name.get(name) for name in names]
+        got = [_median(by_name[name]) for name in names]
         rows: list[tuple[str, Callable[[Figures], str]]] = [
             ("  req/s", lambda f: f"{f.requests_per_s:,.0f}"),
             ("  MB/s", lambda f: f"{f.mb_per_s:,.1f}"),
@@ -501,27 +517,28 @@ def _table(results: Results, names: list[str]) -> list[str]:
             ("  server CPU (cores)", lambda f: f"{f.server_cpu:.2f}"),
             ("  load generator CPU (cores)", lambda f: f"{f.generator_cpu:.2f}"),
         ]
-        if nginx is not None:
-            rows.append(("  req/s vs nginx", _ratio_to(nginx.requests_per_s)))
-        if any(f is not None and f.errors for f in got):
+        if any(f.errors for f in got):
             rows.append(("  failed requests", lambda f: f"{f.errors:,}"))
         for label, shown in rows:
-            lines.append(_row(label, [shown(f) if f else "-" for f in got]))
+            lines.append(_row(label, [shown(f) for f in got]))
+        if "nginx" in by_name:
+            ratios = [_ratio_text(_ratios(by_name[name], by_name["nginx"])) for name in names]
+            lines.append(_row("  req/s vs nginx (range)", ratios))
     return lines
 
 
 def _targets(results: Results) -> str:
     verdicts = []
     for (kind, connections), by_name in results.items():
-        ours, nginx = by_name.get("Stagecast"), by_name.get("nginx")
         goal = TARGETS[kind]
-        if ours is None or nginx is None:
+        if "nginx" not in by_name:
             verdicts.append(f"{kind} x {connections} >= {goal}x nginx: not measured")
             continue
-        ratio = ours.requests_per_s / nginx.requests_per_s
+        ratios = _ratios(by_name["Stagecast"], by_name["nginx"])
+        ratio = ratios[(len(ratios) - 1) // 2]
         verdict = "met" if ratio >= goal else "MISSED"
         verdicts.append(f"{kind} x {connections} >= {goal}x nginx (got {ratio:.2f}x): {verdict}")
-    return "targets: " + "; ".join(verdicts)
+    return "targets (median round): " + "; ".join(verdicts)
 
 
 def _generator_line(generator: str, seconds: float, rounds: int) -> str:
@@ -531,7 +548,7 @@ def _generator_line(generator: str, seconds: float, rounds: int) -> str:
         what = f"{name}, one thread"
     else:
         what = "this bench's asyncio client (wrk is missing), in the bench's own process"
-    round_text = f"best of {rounds} rounds" if rounds > 1 else "one round"
+    round_text = f"median of {rounds} rounds" if rounds > 1 else "one round"
     return (
         f"load: {what}, {seconds:g} s per cell after a 1 s warm-up, {round_text}; "
         "its CPU is in the table (1.00 = a whole core: near it, the generator is the limit)"
@@ -540,7 +557,8 @@ def _generator_line(generator: str, seconds: float, rounds: int) -> str:
 
 def run(quick: bool) -> None:
     """Run the delivery benchmark (a few seconds per cell with ``quick``) and print it."""
-    seconds, rounds = (3.0, 1) if quick else (8.0, 2)
+    seconds, rounds = (3.0, 1) if quick else (8.0, 3)
+    busy = os.getloadavg()[0]
     missing = _install_missing()
     generator = "asyncio" if "wrk" in missing else "wrk"
     skipped = {tool: reason for tool, reason in missing.items() if tool == "nginx"}
@@ -565,7 +583,8 @@ def run(quick: bool) -> None:
     print(f"source: 1280x720 30 fps, 2 s GOP, published live over RTMP; segment "
           f"{segment_size / 1000:,.0f} KB ({duration:.2f} s, "
           f"{segment_size * 8 / duration / 1e6:.2f} Mbit/s), media playlist "
-          f"{playlist_size:,} B; {os.cpu_count()} cores")  # fmt: skip
+          f"{playlist_size:,} B; {os.cpu_count()} cores, load average {busy:.2f} "
+          "before the run")  # fmt: skip
     print(_generator_line(generator, seconds, rounds))
     for tool, reason in missing.items():
         if tool == "wrk":
