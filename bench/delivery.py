@@ -49,8 +49,15 @@ from stagecast.db.migrate import upgrade
 
 SLUG = "delivery"
 SEGMENT, PLAYLIST = "segment.m4s", "index.m3u8"
-CELLS = (("segment", 50), ("segment", 200), ("playlist", 200))
-TARGETS = {"segment": 0.7, "playlist": 0.3}  # Stagecast req/s over nginx req/s, same run
+# "segment" is the newest the live playlist lists (what a live player fetches next: from the
+# session's memory); "old segment" is one that has left the live window (from storage).
+CELLS = (("segment", 50), ("segment", 200), ("playlist", 200), ("old segment", 50))
+LABELS = {
+    "segment": "live-window segment",
+    "playlist": "live media playlist",
+    "old segment": "segment out of the live window",
+}
+TARGETS = {"segment": 0.7, "playlist": 0.3, "old segment": 0.7}  # Stagecast / nginx req/s
 _PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
 _TYPES = {SEGMENT: b"video/iso.segment", PLAYLIST: b"application/vnd.apple.mpegurl"}
 
@@ -70,10 +77,13 @@ class Figures:
 
 @dataclass(frozen=True)
 class Target:
-    """One server under test: its name, the URL of each request kind, the pids doing the work."""
+    """One server under test: its name, the URL of each request kind, the pids doing the work.
+
+    A URL is read just before each run (the live edge moves on).
+    """
 
     name: str
-    urls: dict[str, str]
+    urls: dict[str, Callable[[], str]]
     pids: list[int]
 
 
@@ -102,6 +112,18 @@ def _mirror_reachable() -> bool:
     return False
 
 
+def _apt(*args: str) -> bool:
+    """Run apt-get with ``args`` non-interactively (5 min at most); return whether it worked."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        done = subprocess.run(
+            ["apt-get", *args], env=env, capture_output=True, check=False, timeout=300
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def _install_missing() -> dict[str, str]:
     """Install nginx and wrk when missing and allowed; return {tool: why it is missing}."""
     missing = [tool for tool in _PACKAGES if _tool(tool) is None]
@@ -111,16 +133,12 @@ def _install_missing() -> dict[str, str]:
         return dict.fromkeys(missing, "not installed (apt-get needs root)")
     if not _mirror_reachable():
         return dict.fromkeys(missing, "not installed (no network to the Debian mirror)")
-    install = ["apt-get", "install", "-y", "-q", *(_PACKAGES[tool] for tool in missing)]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "timeout": 300}
-    print(f"  installing {' '.join(install[4:])} with apt-get", flush=True)
-    try:
-        if subprocess.run(install, check=False, **quiet).returncode != 0:  # type: ignore[call-overload]
-            # A fresh machine has no package lists yet.
-            subprocess.run(["apt-get", "update", "-q"], check=False, **quiet)  # type: ignore[call-overload]
-            subprocess.run(install, check=False, **quiet)  # type: ignore[call-overload]
-    except subprocess.TimeoutExpired:
-        pass
+    packages = [_PACKAGES[tool] for tool in missing]
+    print(f"  installing {' '.join(packages)} with apt-get", flush=True)
+    # A fresh machine has no package lists yet: update them when the first try fails.
+    if not _apt("install", "-y", "-q", *packages):
+        _apt("update", "-q")
+        _apt("install", "-y", "-q", *packages)
     return {tool: "apt-get could not install it" for tool in missing if _tool(tool) is None}
 
 
@@ -245,7 +263,7 @@ def _measure(target: Target, kind: str, connections: int, seconds: float) -> Fig
     own = generate is _asyncio_load
     cpu_before, server_before = _cpu_now(own), _cpu_seconds(target.pids)
     wall_before = time.monotonic()
-    rate, throughput, p50, p99, errors = generate(target.urls[kind], connections, seconds)
+    rate, throughput, p50, p99, errors = generate(target.urls[kind](), connections, seconds)
     wall = time.monotonic() - wall_before
     return Figures(
         requests_per_s=rate,
@@ -299,6 +317,23 @@ def _live_urls(client: httpx.Client, timeout: float = 90.0) -> tuple[str, str, f
     raise TimeoutError(f"no complete segment listed after {timeout:.0f} s")
 
 
+def _listed(client: httpx.Client, playlist_url: str) -> list[str]:
+    text = client.get(playlist_url, timeout=5.0).text
+    return [urljoin(playlist_url, ln) for ln in text.splitlines() if ln and ln[0] != "#"]
+
+
+def _newest(client: httpx.Client, playlist_url: str) -> str:
+    """Return the URL of the newest segment the live playlist lists."""
+    return _listed(client, playlist_url)[-1]
+
+
+def _out_of_window(client: httpx.Client, playlist_url: str, segment_url: str) -> str:
+    """Return ``segment_url`` once the live playlist no longer lists it (else raise)."""
+    if segment_url in _listed(client, playlist_url):
+        raise RuntimeError(f"{segment_url} is still in the live window")
+    return segment_url
+
+
 def _copy_media(client: httpx.Client, data_dir: Path, segment_url: str, docroot: Path) -> None:
     """Copy the segment and its media playlist out of the data directory into ``docroot``."""
     name = Path(urlsplit(segment_url).path).name
@@ -341,7 +376,11 @@ def _stagecast(folder: Path, source: Path, docroot: Path) -> Iterator[tuple[Targ
         stack.callback(_stop, publisher, 10.0)
         playlist_url, segment_url, duration = _live_urls(client)
         _copy_media(client, data_dir, segment_url, docroot)
-        urls = {"segment": segment_url, "playlist": playlist_url}
+        urls: dict[str, Callable[[], str]] = {
+            "segment": lambda: _newest(client, playlist_url),
+            "playlist": lambda: playlist_url,
+            "old segment": lambda: _out_of_window(client, playlist_url, segment_url),
+        }
         yield Target("Stagecast", urls, [server.pid]), duration
 
 
@@ -358,10 +397,12 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
     raise TimeoutError(f"port {port} not open after {timeout:.0f} s")
 
 
-def _urls(port: int) -> dict[str, str]:
+def _urls(port: int) -> dict[str, Callable[[], str]]:
+    segment, playlist = f"http://127.0.0.1:{port}/{SEGMENT}", f"http://127.0.0.1:{port}/{PLAYLIST}"
     return {
-        "segment": f"http://127.0.0.1:{port}/{SEGMENT}",
-        "playlist": f"http://127.0.0.1:{port}/{PLAYLIST}",
+        "segment": lambda: segment,
+        "playlist": lambda: playlist,
+        "old segment": lambda: segment,
     }
 
 
@@ -508,7 +549,7 @@ def _ratio_text(ratios: list[float]) -> str:
 def _table(results: Results, names: list[str]) -> list[str]:
     lines = [_row("", names)]
     for (kind, connections), by_name in results.items():
-        lines.append(f"{kind}, {connections} connections")
+        lines.append(f"{LABELS[kind]}, {connections} connections")
         got = [_median(by_name[name]) for name in names]
         rows: list[tuple[str, Callable[[Figures], str]]] = [
             ("  req/s", lambda f: f"{f.requests_per_s:,.0f}"),
