@@ -25,8 +25,9 @@ from stagecast.config import Settings
 from stagecast.db import Database
 from stagecast.live import service
 from stagecast.live.hooks import SessionHooks, ViewEvent
+from stagecast.live.hot import HotMedia
 from stagecast.live.playlists import Rendered
-from stagecast.live.session import HotMedia, LiveDeps, LiveSession
+from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage, media_path
 from tests.conftest import RunningServer, serve
 
@@ -320,3 +321,22 @@ async def test_hot_media_forgets_what_left_the_window(
     nothing.put((1, "source", "seg-00000000.m4s"), segments[0])
     assert len(nothing) == 0
     assert nothing.bytes_held == 0
+
+
+async def test_a_zero_hot_media_bound_serves_every_segment_from_storage(
+    settings: Settings, cmaf: CMAF
+) -> None:
+    """``STAGECAST_HOT_MEDIA_BYTES=0`` reaches the sessions: a listed segment whose file is gone
+    is 404, because nothing is held in memory."""
+    settings.hot_media_bytes = 0
+    async with serve(settings) as server, httpx.AsyncClient(base_url=server.url) as http:
+        pushed = await push_live(server, http, "cold", cmaf, 2)
+        await until_ok(http, pushed.media_url)
+        storage = server.runtime.live.storage
+        path = storage.resolve(
+            media_path(pushed.channel_id, pushed.session.id, "source", "seg-00000001.m4s")
+        )
+        assert (await http.get(f"{pushed.base}/seg-00000001.m4s")).status_code == 200
+        path.unlink()
+        assert (await http.get(f"{pushed.base}/seg-00000001.m4s")).status_code == 404
+        assert server.runtime.live.manager.deps.hot.bytes_held == 0

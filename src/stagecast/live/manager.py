@@ -30,6 +30,7 @@ from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.live import service
 from stagecast.live.hooks import SessionHooks
+from stagecast.live.hot import HotMedia
 from stagecast.live.playlists import SegmentEntry
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveDeps, LiveSession
@@ -74,7 +75,13 @@ class LiveManager:
         self.hooks = hooks
         self.node = node_name(settings)
         self.deps = LiveDeps(
-            db, storage, hooks, bus, settings.live_window_segments, settings.segment_seconds
+            db,
+            storage,
+            hooks,
+            bus,
+            settings.live_window_segments,
+            settings.segment_seconds,
+            HotMedia(settings.hot_media_bytes),
         )
         self._held: dict[int, _Held] = {}  # by channel id
         self._locks: dict[int, asyncio.Lock] = {}  # by channel id, while it has a session here
