@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from stagecast.bus import MemoryBus
 from stagecast.live.states import SessionState
 from stagecast.studio.health import GOOD, Health
 from stagecast.studio.snapshots import (
@@ -53,7 +54,21 @@ async def test_the_fast_builders_make_what_the_constructors_make() -> None:
     published = message(snapshot)
     assert published == SNAPSHOT_TOPIC.encode(snapshot)
     assert list(published) == list(SNAPSHOT_TOPIC.encode(snapshot))
-    assert published is not vars(snapshot)  # the bus gets a copy, never the snapshot's own
+
+
+async def test_publishing_leaves_the_snapshot_as_it_was() -> None:
+    """The bus is handed the snapshot's own fields; a subscribed publish changes none of them."""
+    session = FakeSession(9, 3)
+    bus = MemoryBus()
+    publisher, ingest, clock = make([session], bus)
+    feed(ingest, clock, session, 20)
+    async with await SNAPSHOT_TOPIC.subscribe(bus, 3) as subscription:
+        [snapshot] = await publisher.tick()
+        before = dict(vars(snapshot))
+        received = await subscription.get(1)
+    assert received == wire(snapshot)
+    assert vars(snapshot) == before
+    assert SNAPSHOT_TOPIC.decode(wire(snapshot)) == snapshot
 
 
 async def test_the_wire_form_keeps_its_field_names_and_types() -> None:

@@ -211,9 +211,14 @@ def _snapshot(
 
 
 def message(snapshot: Snapshot) -> Payload:
-    """Return ``SNAPSHOT_TOPIC.encode(snapshot)``, made from the snapshot's dict (a copy: its
-    fields in order) in 0.3 µs rather than field by field in 0.7 µs."""
-    return dict(vars(snapshot))
+    """Return what ``SNAPSHOT_TOPIC.encode(snapshot)`` returns, without making it.
+
+    The snapshot's own dict holds its fields in order, so it is that message. It goes to the
+    bus, which serialises a payload as it publishes it and keeps nothing (both buses do), so
+    the snapshot stays as it was; a copy would cost 0.3 µs and field by field 0.7 µs, per
+    stream per tick.
+    """
+    return vars(snapshot)
 
 
 _STATES = {state.value: state for state in SessionState}  # a lookup, not an Enum call per tick
@@ -279,8 +284,8 @@ class Tracked:
     renditions: dict[str, tuple[int, RenditionFigures]] = field(default_factory=dict)
     _started: float | None = None
     _viewers: tuple[ViewerCounts, ViewerFigures] | None = None
-    # The last tick's window figures, with the versions and media reading they came from.
-    windows: tuple[tuple[int, ...], MediaReading | None, Windows] | None = None
+    # The last tick's window figures, with the version sum and media reading they came from.
+    windows: tuple[int, MediaReading | None, Windows] | None = None
     # The last tick's ingest figures and verdict, with the inputs they came from and the
     # figures' values.
     judged: tuple[Windows, _Inputs, IngestFigures, Health, tuple[object, ...]] | None = None
@@ -438,13 +443,17 @@ class Snapshots:
             tracked.windows = None
             return _NO_WINDOWS
         stream.expire(now)
-        versions = tuple([w.version for w in stream.renditions.values()])
+        # A window's version only grows, and grows whenever it changes: the sum of the versions
+        # (with the number of windows) changes exactly when one of them did.
+        version = len(stream.renditions)
+        for window in stream.renditions.values():
+            version += window.version
         media = stream.media.reading() if stream.media is not None else None
         cached = tracked.windows
-        if cached is not None and cached[0] == versions and cached[1] == media:
+        if cached is not None and cached[0] == version and cached[1] == media:
             return cached[2]
         windows = _measure(stream, tracked, media)
-        tracked.windows = (versions, media, windows)
+        tracked.windows = (version, media, windows)
         return windows
 
     def _judge(
