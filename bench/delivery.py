@@ -96,7 +96,9 @@ def _tool(name: str) -> str | None:
 
 def _mirror_reachable() -> bool:
     """Return whether a TCP connection opens to the first host of apt's sources (3 s)."""
-    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
+    # apt reads only these two suffixes (a ``.list.disabled`` file is not a source).
+    folder = Path("/etc/apt/sources.list.d")
+    sources = [Path("/etc/apt/sources.list"), *folder.glob("*.list"), *folder.glob("*.sources")]
     for path in sources:
         try:
             text = path.read_text()
