@@ -37,7 +37,7 @@ from typing import Literal, Protocol
 from stagecast.bus.base import Payload
 from stagecast.bus.topics import Topic
 from stagecast.live.states import SessionState
-from stagecast.studio.health import OFFLINE, Health, Reading, Thresholds, assess
+from stagecast.studio.health import GOOD, OFFLINE, Health, Reading, Thresholds, assess
 from stagecast.studio.presence import NONE, ViewerCounts
 from stagecast.studio.telemetry import IngestMetrics, StreamMetrics
 from stagecast.studio.windows import MediaReading, SegmentReading
@@ -244,7 +244,7 @@ class Held(Protocol):
         """Return how many segments wait for their database row."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared by identity: a new one means something changed
 class Windows:
     """What a stream's windows say at one tick (bits per second, frames per second, seconds).
 
@@ -284,11 +284,18 @@ class Tracked:
     renditions: dict[str, tuple[int, RenditionFigures]] = field(default_factory=dict)
     _started: float | None = None
     _viewers: tuple[ViewerCounts, ViewerFigures] | None = None
-    # The last tick's window figures, with the version sum and media reading they came from.
-    windows: tuple[int, MediaReading | None, Windows] | None = None
-    # The last tick's ingest figures and verdict, with the inputs they came from and the
-    # figures' values.
-    judged: tuple[Windows, _Inputs, IngestFigures, Health, tuple[object, ...]] | None = None
+    # The last tick's window figures, with the version sum and media reading they came from
+    # (attributes rather than a tuple: every object a tick allocates is work for the GC).
+    windows: Windows = _NO_WINDOWS
+    windows_version: int = -1
+    windows_media: MediaReading | None = None
+    # The last tick's ingest figures (with their values) and verdict, and the windows and
+    # inputs they came from.
+    judged_windows: Windows | None = None
+    judged_inputs: _Inputs | None = None
+    ingest: IngestFigures | None = None
+    ingest_values: tuple[object, ...] = ()
+    health: Health = GOOD
 
     def update(self, session: Held, now: float, span: float) -> int:
         """Follow the session's counters; return the segments dropped since the last tick."""
@@ -440,7 +447,7 @@ class Snapshots:
     def _windows(self, stream: StreamMetrics | None, tracked: Tracked, now: float) -> Windows:
         """Return the stream's window figures, the last tick's if no window changed."""
         if stream is None:
-            tracked.windows = None
+            tracked.windows, tracked.windows_version = _NO_WINDOWS, -1
             return _NO_WINDOWS
         stream.expire(now)
         # A window's version only grows, and grows whenever it changes: the sum of the versions
@@ -449,11 +456,10 @@ class Snapshots:
         for window in stream.renditions.values():
             version += window.version
         media = stream.media.reading() if stream.media is not None else None
-        cached = tracked.windows
-        if cached is not None and cached[0] == version and cached[1] == media:
-            return cached[2]
-        windows = _measure(stream, tracked, media)
-        tracked.windows = (version, media, windows)
+        if tracked.windows_version == version and tracked.windows_media == media:
+            return tracked.windows
+        windows = tracked.windows = _measure(stream, tracked, media)
+        tracked.windows_version, tracked.windows_media = version, media
         return windows
 
     def _judge(
@@ -478,9 +484,12 @@ class Snapshots:
             tracked.reconnects_recent,
             session.unarchived,
         )
-        judged = tracked.judged
-        if judged is not None and judged[0] is windows and judged[1] == inputs:
-            return judged[2], judged[3]
+        if (
+            tracked.ingest is not None
+            and tracked.judged_windows is windows
+            and tracked.judged_inputs == inputs
+        ):
+            return tracked.ingest, tracked.health
         reading = Reading(
             session.state,
             since,
@@ -506,9 +515,12 @@ class Snapshots:
             session.unarchived,
         )
         # Raw inputs move every tick (seconds since media), the rounded figures far less often.
-        ingest = judged[2] if judged is not None and judged[4] == values else _ingest(*values)
-        health = assess(reading, self.thresholds)
-        tracked.judged = (windows, inputs, ingest, health, values)
+        ingest = tracked.ingest
+        if ingest is None or tracked.ingest_values != values:
+            ingest = tracked.ingest = _ingest(*values)
+            tracked.ingest_values = values
+        health = tracked.health = assess(reading, self.thresholds)
+        tracked.judged_windows, tracked.judged_inputs = windows, inputs
         return ingest, health
 
     def retire(self, held: Sequence[Held], ended_at: datetime) -> tuple[list[int], list[Snapshot]]:
