@@ -372,3 +372,23 @@ async def test_a_lazy_begin_on_a_dropped_pooled_connection_is_retried(
     await observer.close()
     assert await db.run(_select_one, kind=Kind.READ) == 1  # the pool holds a live connection
     await db.dispose()
+
+
+async def test_a_read_is_one_round_trip_per_statement_and_a_write_stays_one_transaction(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A default read runs without BEGIN/COMMIT (each statement its own transaction); the same
+    pooled connection then runs a write's statements in one transaction again."""
+    db = _database(pg_url, tmp_path)  # one pooled connection
+
+    async def two_ids(conn: AsyncConnection) -> tuple[int, int]:
+        first = (await conn.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar()
+        second = (await conn.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar()
+        return int(first), int(second)
+
+    for _ in range(2):  # the connection goes back to the pool and out again in between
+        read_first, read_second = await db.run(two_ids, kind=Kind.READ)
+        assert read_first != read_second
+        write_first, write_second = await db.run(two_ids, kind=Kind.IDEMPOTENT_WRITE)
+        assert write_first == write_second
+    await db.dispose()

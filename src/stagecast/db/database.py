@@ -7,9 +7,11 @@ transient failures with backoff inside a total deadline, and never retries a ``w
 outcome is unknown. Failures leave as the errors of ``stagecast.db.errors``.
 
 On PostgreSQL every pooled session starts with the default attempt's ``statement_timeout`` and
-``lock_timeout``, so the common attempt (a read with the default timeout) costs BEGIN, its
-statements and COMMIT, no SET. Units therefore change settings only for their transaction
-(``SET LOCAL`` or ``set_config(..., true)``), never for the session.
+``lock_timeout``, so the common attempt sends no SET: a read with the default timeout runs its
+statements in autocommit (READ COMMITTED takes a snapshot per statement either way), one round
+trip each; an idempotent write costs BEGIN, its statements and COMMIT. Units therefore change
+settings only for their transaction (``SET LOCAL`` or ``set_config(..., true)``), never for the
+session, and a READ unit never locks rows (``FOR UPDATE`` belongs in a write).
 """
 
 from __future__ import annotations
@@ -261,6 +263,12 @@ class Database:
         # No explicit begin(): SQLAlchemy begins on the first statement and ``run`` commits,
         # one transaction either way, for one step less through its greenlet bridge.
         timeouts = _timeouts_ms(timeout, self.limits.lock_timeout)
+        if kind is Kind.READ and conn.info.get(_SESSION_TIMEOUTS) == timeouts:
+            # A read at READ COMMITTED sees a fresh snapshot per statement inside a transaction
+            # or out of one, and the session's timeouts hold for each statement: without
+            # BEGIN and COMMIT a one-statement read is one round trip instead of three.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
         if kind is not Kind.WRITE and conn.info.get(_SESSION_TIMEOUTS) == timeouts:
             # The session already runs with these timeouts: the server enforces them without a
             # SET, and BEGIN goes out with the unit's first statement (a dead pooled connection
