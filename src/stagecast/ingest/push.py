@@ -49,20 +49,17 @@ class HttpPushIngest:
     def __init__(self, manager: LiveManager, *, idle_after: float) -> None:
         self._manager = manager
         self._idle_after = idle_after
-        self._pushers: dict[int, _Pusher] = {}
+        self._pushers: dict[int, _Pusher] = {}  # by channel id
+        self._channels: dict[str, int] = {}  # slug → channel id, of the pushers above
         self._starting: dict[int, asyncio.Lock] = {}  # per channel, while its session opens
 
     def known(self, slug: str, key: str) -> KeyMatch | None:
-        """Return the match of the live pusher of ``slug`` if ``key`` is the one it uses."""
-        for pusher in self._pushers.values():
-            if (
-                pusher.match.slug == slug
-                and not pusher.kicked
-                and not pusher.session.ended
-                and hmac.compare_digest(pusher.key.encode(), key.encode())
-            ):
-                return pusher.match
-        return None
+        """Return the match of the live pusher of ``slug`` if ``key`` is the one it uses (O(1))."""
+        channel_id = self._channels.get(slug)
+        pusher = self._live(channel_id) if channel_id is not None else None
+        if pusher is None or not hmac.compare_digest(pusher.key.encode(), key.encode()):
+            return None
+        return pusher.match
 
     async def session_for(self, match: KeyMatch, key: str) -> _Pusher:
         """Return the channel's pusher state, acquiring the session on the first request.
@@ -95,6 +92,7 @@ class HttpPushIngest:
         holder = _Pusher(session, match, key, kicked_event=kicked)
         holder.watchdog = asyncio.create_task(self._watch(match.channel_id, holder))
         self._pushers[match.channel_id] = holder
+        self._channels[match.slug] = match.channel_id
         return holder
 
     async def _watch(self, channel_id: int, pusher: _Pusher) -> None:
@@ -104,6 +102,7 @@ class HttpPushIngest:
                 break
         if self._pushers.get(channel_id) is pusher:
             del self._pushers[channel_id]
+            self._channels.pop(pusher.match.slug, None)
             lock = self._starting.get(channel_id)
             if lock is not None and not lock.locked():
                 del self._starting[channel_id]
@@ -125,3 +124,4 @@ class HttpPushIngest:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pusher.watchdog
         self._pushers.clear()
+        self._channels.clear()
