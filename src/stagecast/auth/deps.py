@@ -64,8 +64,11 @@ async def get_caller(
     caller = await identify(connection, core)
     method = connection.scope.get("method", "GET")
     if caller.via == "cookie" and method not in SAFE_METHODS:
-        presented = connection.headers.get(CSRF_HEADER, "")
-        if not caller.csrf_token or not hmac.compare_digest(presented, caller.csrf_token):
+        # Header values arrive as Latin-1 text: compare bytes, which any value encodes to
+        # (compare_digest refuses str with non-ASCII characters).
+        presented = connection.headers.get(CSRF_HEADER, "").encode()
+        expected = (caller.csrf_token or "").encode()
+        if not expected or not hmac.compare_digest(presented, expected):
             raise CsrfFailed("missing or wrong X-CSRF-Token header")
     return caller
 
