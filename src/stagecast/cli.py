@@ -150,13 +150,14 @@ def channel_create(
     title: Annotated[str | None, typer.Option(help="Defaults to the slug.")] = None,
     visibility: Annotated[str, typer.Option(help="public, unlisted or private.")] = "public",
     profile: Annotated[str, typer.Option(help="passthrough or abr.")] = "passthrough",
+    latency: Annotated[str, typer.Option(help="low (LL-HLS) or standard.")] = "low",
 ) -> None:
     """Create a channel; prints its stream key on the last line."""
 
     async def work(db: Database) -> tuple[channels.Channel, str]:
         found = await accounts.get_account(db, owner)
         return await channels.create_channel(
-            db, found, slug, title=title, visibility=visibility, profile=profile
+            db, found, slug, title=title, visibility=visibility, profile=profile, latency=latency
         )
 
     created, key = _with_db(_settings(), work)

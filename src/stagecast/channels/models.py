@@ -18,6 +18,8 @@ from stagecast.db.schema import IdType, UTCDateTime, metadata
 
 VISIBILITIES = ("public", "unlisted", "private")
 PROFILES = ("passthrough", "abr")
+# Delivery of the channel's next session: LL-HLS parts and blocking reloads, or whole segments.
+LATENCIES = ("low", "standard")
 
 channel = Table(
     "channel",
@@ -30,6 +32,7 @@ channel = Table(
     Column("visibility", String(16), nullable=False),
     Column("profile", String(16), nullable=False),
     Column("dvr_window_seconds", Integer, nullable=False),
+    Column("latency", String(16), nullable=False, server_default="low"),
     # Stream key: a lookup id (unique, indexed) and the SHA-256 of the secret part.
     Column("key_lookup", String(32), nullable=False, unique=True),
     Column("key_hash", String(64), nullable=False),
@@ -39,6 +42,7 @@ channel = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("visibility IN ('public', 'unlisted', 'private')", name="visibility"),
     CheckConstraint("profile IN ('passthrough', 'abr')", name="profile"),
+    CheckConstraint("latency IN ('low', 'standard')", name="latency"),
     Index("ix_channel_owner_id", "owner_id", "id"),
 )
 

@@ -59,6 +59,7 @@ async def create_channel(
         visibility=body.visibility,
         profile=body.profile,
         dvr_window_seconds=body.dvr_window_seconds,
+        latency=body.latency,
     )
     url = rtmp_url(core, request)
     return ChannelWithKeyOut(channel=ChannelOut.of(created, url), stream_key=key, rtmp_url=url)
@@ -77,7 +78,10 @@ async def get_channel(
 async def update_channel(
     slug: str, body: ChannelPatchIn, request: Request, account: AccountDep, core: CoreDep
 ) -> ChannelOut:
-    """Change a channel's title, description, visibility, profile or DVR window."""
+    """Change a channel's title, description, visibility, profile, DVR window or latency.
+
+    Profile and latency apply from the channel's next session.
+    """
     fields = body.model_dump(exclude_unset=True, exclude_none=True)
     updated = await service.update_channel(core.db, account, slug, fields)
     return ChannelOut.of(updated, rtmp_url(core, request))
@@ -113,6 +117,7 @@ async def set_moderator(
     require(access, Action.MANAGE_MODERATORS)
     grant = Grant(body.can_delete, body.can_timeout, body.can_ban, body.can_manage_filters)
     moderator = await service.set_moderator(core.db, found.id, username, grant, account.id)
+    await service.announce_moderators(core.bus, found.id)
     return ModeratorOut.of(moderator)
 
 
@@ -122,3 +127,4 @@ async def remove_moderator(slug: str, username: str, account: AccountDep, core: 
     found, access = await service.access_to(core.db, slug, account)
     require(access, Action.MANAGE_MODERATORS)
     await service.remove_moderator(core.db, found.id, username)
+    await service.announce_moderators(core.bus, found.id)

@@ -12,6 +12,12 @@ from stagecast.channels.service import Channel, Moderator
 
 Visibility = Literal["public", "unlisted", "private"]
 Profile = Literal["passthrough", "abr"]
+Latency = Literal["low", "standard"]
+
+_LATENCY = (
+    "low: Low-Latency HLS (parts of about a third of a second, about 2 s behind live); "
+    "standard: whole segments (about 4-6 s behind). Applies from the next session."
+)
 
 
 class ChannelCreateIn(BaseModel):
@@ -25,6 +31,7 @@ class ChannelCreateIn(BaseModel):
     visibility: Visibility = "public"
     profile: Profile = "passthrough"
     dvr_window_seconds: int = Field(default=0, ge=0, le=21600)
+    latency: Latency = Field(default="low", description=_LATENCY)
 
 
 class ChannelPatchIn(BaseModel):
@@ -37,6 +44,7 @@ class ChannelPatchIn(BaseModel):
     visibility: Visibility | None = None
     profile: Profile | None = None
     dvr_window_seconds: int | None = Field(default=None, ge=0, le=21600)
+    latency: Latency | None = Field(default=None, description=_LATENCY)
 
 
 class ModeratorIn(BaseModel):
@@ -61,6 +69,7 @@ class ChannelOut(BaseModel):
     visibility: Visibility
     profile: Profile
     dvr_window_seconds: int
+    latency: Latency = Field(description=_LATENCY)
     rtmp_url: str
     key_rotated_at: datetime
     created_at: datetime
@@ -79,6 +88,7 @@ class ChannelOut(BaseModel):
             visibility=found.visibility,
             profile=found.profile,
             dvr_window_seconds=found.dvr_window_seconds,
+            latency=found.latency,
             key_rotated_at=found.key_rotated_at,
             created_at=found.created_at,
             updated_at=found.updated_at,

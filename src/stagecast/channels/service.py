@@ -17,7 +17,13 @@ from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.bus import Bus
 from stagecast.bus.topics import Topic
-from stagecast.channels.models import PROFILES, VISIBILITIES, channel, channel_moderator
+from stagecast.channels.models import (
+    LATENCIES,
+    PROFILES,
+    VISIBILITIES,
+    channel,
+    channel_moderator,
+)
 from stagecast.channels.policy import Access, Action, Grant, require
 from stagecast.db import Database, Kind
 from stagecast.db.schema import Record, utcnow
@@ -55,6 +61,16 @@ KEY_ROTATED_TOPIC: Topic[KeyRotated] = Topic("channel.key_rotated", KeyRotated)
 
 
 @dataclass(frozen=True)
+class ModeratorsChanged:
+    """A moderator of ``channel_id`` was added, changed or removed (published after commit)."""
+
+    channel_id: int
+
+
+MODERATORS_TOPIC: Topic[ModeratorsChanged] = Topic("channel.moderators", ModeratorsChanged)
+
+
+@dataclass(frozen=True)
 class Channel:
     """A channel as the studio and the API show it."""
 
@@ -67,6 +83,7 @@ class Channel:
     visibility: str
     profile: str
     dvr_window_seconds: int
+    latency: str
     key_version: int
     key_rotated_at: datetime
     created_at: datetime
@@ -83,6 +100,7 @@ class KeyMatch:
     profile: str
     dvr_window_seconds: int
     title: str
+    latency: str
 
 
 _CHANNEL_COLUMNS = (
@@ -95,6 +113,7 @@ _CHANNEL_COLUMNS = (
     channel.c.visibility,
     channel.c.profile,
     channel.c.dvr_window_seconds,
+    channel.c.latency,
     channel.c.key_version,
     channel.c.key_rotated_at,
     channel.c.created_at,
@@ -130,6 +149,8 @@ def _validate_fields(fields: dict[str, Any]) -> None:
         raise Unprocessable(f"profile must be one of {', '.join(PROFILES)}")
     if "dvr_window_seconds" in fields and not 0 <= fields["dvr_window_seconds"] <= 6 * 3600:
         raise Unprocessable("dvr_window_seconds must be 0-21600")
+    if "latency" in fields and fields["latency"] not in LATENCIES:
+        raise Unprocessable(f"latency must be one of {', '.join(LATENCIES)}")
 
 
 async def create_channel(
@@ -142,6 +163,7 @@ async def create_channel(
     visibility: str = "public",
     profile: str = "passthrough",
     dvr_window_seconds: int = 0,
+    latency: str = "low",
 ) -> tuple[Channel, str]:
     """Create a channel owned by ``owner``; return it and its stream key (shown once).
 
@@ -154,6 +176,7 @@ async def create_channel(
         "visibility": visibility,
         "profile": profile,
         "dvr_window_seconds": dvr_window_seconds,
+        "latency": latency,
     }
     _validate_fields(fields)
     if not owner.can_broadcast:
@@ -268,8 +291,18 @@ async def managed_channel(db: Database, viewer: Account, slug: str) -> Channel:
 async def update_channel(
     db: Database, viewer: Account, slug: str, fields: dict[str, Any]
 ) -> Channel:
-    """Apply ``fields`` (title, description, visibility, profile, dvr_window_seconds)."""
-    allowed_fields = {"title", "description", "visibility", "profile", "dvr_window_seconds"}
+    """Apply ``fields`` (title, description, visibility, profile, dvr_window_seconds, latency).
+
+    ``profile`` and ``latency`` of a channel on air apply from its next session.
+    """
+    allowed_fields = {
+        "title",
+        "description",
+        "visibility",
+        "profile",
+        "dvr_window_seconds",
+        "latency",
+    }
     unknown = set(fields) - allowed_fields
     if unknown:
         raise Unprocessable(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -334,6 +367,7 @@ async def verify_stream_key(db: Database, key: str) -> KeyMatch | None:
                     channel.c.profile,
                     channel.c.dvr_window_seconds,
                     channel.c.title,
+                    channel.c.latency,
                     channel.c.key_hash,
                 ).where(channel.c.key_lookup == lookup_id)
             )
@@ -343,7 +377,13 @@ async def verify_stream_key(db: Database, key: str) -> KeyMatch | None:
     if row is None or not secret_matches(secret, row.key_hash):
         return None
     return KeyMatch(
-        row.id, row.slug, row.key_version, row.profile, row.dvr_window_seconds, row.title
+        row.id,
+        row.slug,
+        row.key_version,
+        row.profile,
+        row.dvr_window_seconds,
+        row.title,
+        row.latency,
     )
 
 
@@ -459,3 +499,17 @@ async def remove_moderator(db: Database, channel_id: int, username: str) -> None
 
     if await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="remove_moderator") == 0:
         raise NotFound(f"{username!r} is not a moderator of this channel")
+
+
+async def announce_moderators(bus: Bus, channel_id: int) -> None:
+    """Tell every process that the moderators of ``channel_id`` changed (after the commit).
+
+    Never raises: the change has committed. A lost announcement only delays it in the caches
+    of other processes until their entries expire (the chat's: 30 s).
+    """
+    try:
+        await MODERATORS_TOPIC.publish(bus, ModeratorsChanged(channel_id))
+    except StagecastError as exc:
+        log.warning(
+            "moderators of channel %d changed, but not announced (%s)", channel_id, exc.code
+        )

@@ -460,6 +460,7 @@ class ChannelLive:
     session_id: int | None
     state: SessionState | None
     started_at: datetime | None
+    latency: str  # "low" or "standard": the channel setting, for its next session
 
 
 async def channel_live(db: Database, slug: str) -> ChannelLive | None:
@@ -477,6 +478,7 @@ async def channel_live(db: Database, slug: str) -> ChannelLive | None:
                     live_session.c.id.label("session_id"),
                     live_session.c.state,
                     live_session.c.started_at,
+                    channel.c.latency,
                 )
                 .select_from(
                     channel.outerjoin(
@@ -501,6 +503,7 @@ async def channel_live(db: Database, slug: str) -> ChannelLive | None:
             row.session_id,
             SessionState(row.state) if row.state is not None else None,
             row.started_at,
+            row.latency,
         )
 
     return await db.run(unit, kind=Kind.READ, name="channel_live")
