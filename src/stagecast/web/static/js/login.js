@@ -1,13 +1,26 @@
 "use strict";
 
 // Where to go after signing in: the page that sent the visitor here, if it is on this site.
-function nextPage() {
-  const next = new URLSearchParams(location.search).get("next");
-  if (!next || !next.startsWith("/")) return "/studio";
-  const target = new URL(next, location.origin);  // "//host" and "/\\host" resolve elsewhere
-  return target.origin === location.origin ? target.pathname + target.search + target.hash : "/studio";
+// The server already checked `next` (the form's data-next); this checks again, in the browser's
+// own URL parser: the result is an absolute URL of this origin whose path does not start with
+// "//" (which "/..//host", "/%2e%2e//host" or "/\\host" would otherwise become).
+function nextPage(next) {
+  const home = new URL("/studio", location.origin).href;
+  if (typeof next !== "string" || !next.startsWith("/") || /[\\\u0000-\u0020\u007f]/.test(next)) {
+    return home;
+  }
+  let target;
+  try {
+    target = new URL(next, location.origin);
+  } catch (_) {
+    return home;
+  }
+  if (target.origin !== location.origin || target.pathname.startsWith("//")) return home;
+  return target.href;
 }
-document.getElementById("login-form").addEventListener("submit", async (event) => {
+
+const form = document.getElementById("login-form");
+form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const error = document.getElementById("login-error");
   error.textContent = "";
@@ -16,7 +29,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
       username: document.getElementById("username").value.trim().toLowerCase(),
       password: document.getElementById("password").value,
     });
-    location.href = nextPage();
+    location.href = nextPage(form.dataset.next);
   } catch (e) {
     error.textContent = e.message;
   }
