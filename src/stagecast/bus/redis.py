@@ -150,7 +150,7 @@ class RedisBus:
             for subscription in subscribers:
                 subscription.gap("message bus reconnecting")
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         self._pubsub = self._client.pubsub()
         self._resubscribe = True
         await asyncio.sleep(delay)
@@ -187,5 +187,5 @@ class RedisBus:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
         self._topics.clear()

@@ -6,9 +6,12 @@ database: one query a second per slug at most, an unknown slug included (cached 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
 from stagecast.auth.service import Account
 from stagecast.cache import TtlCache
-from stagecast.channels.policy import Access, can_view, with_token
+from stagecast.channels.policy import Access, Action, allowed, can_view, with_token
 from stagecast.channels.service import access_to
 from stagecast.channels.tokens import channel_target
 from stagecast.db import Database
@@ -44,17 +47,29 @@ class Lookups:
         """
         return await self.cache.get(slug, lambda: service.channel_live(self._db, slug), fresh=fresh)
 
-    async def watchable(self, slug: str, token: str | None, account: Account | None) -> ChannelLive:
+    async def watchable(
+        self,
+        slug: str,
+        token: str | None,
+        account: Account | None,
+        *,
+        identify: Callable[[], Awaitable[Account | None]] | None = None,
+    ) -> ChannelLive:
         """Return the channel ``slug`` if the caller may watch it; else NotFound (unknown too).
 
         Public and unlisted channels are open; private ones need a playback token bound to the
-        channel or a staff account (see ``channels.policy.can_view``).
+        channel or a staff account (see ``channels.policy.can_view``). ``identify`` finds the
+        caller's account when ``account`` is None and the channel is not open without one (the
+        media fast path looks up a session cookie only then).
         """
         found = await self.channel(slug)
         if found is None:
             raise NotFound("channel not found")
         known = Access(found.channel_id, found.owner_id, found.visibility, account)
         known = with_token(known, self._secret_key, token, channel_target(found.channel_id))
+        if account is None and identify is not None and not allowed(known, Action.VIEW):
+            account = await identify()
+            known = replace(known, account=account)
 
         async def standing() -> Access:
             _, access = await access_to(self._db, found.slug, account)

@@ -13,21 +13,24 @@ segments and the thumbnail are immutable.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path as FilePath
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 import stagecast
 from stagecast.auth.deps import CoreDep, identify
+from stagecast.auth.service import Account
 from stagecast.channels import tokens
 from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.core import Core
 from stagecast.errors import NotFound
-from stagecast.live.runtime import Live, LiveDep
+from stagecast.fastpath import MediaRequest, Reply
+from stagecast.live.runtime import Live
 from stagecast.live.storage import StorageError, media_path, session_path
 from stagecast.vod import service
 from stagecast.vod.building import MASTER, PLAYLIST
@@ -47,11 +50,46 @@ _PLAYLIST_MAX_AGE = 10
 _IMMUTABLE = "max-age=31536000, immutable"
 
 VodId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+_VOD_ID = re.compile(r"^[1-9][0-9]{0,17}$")  # 1 .. 10**18 - 1, inside the 64-bit bound
+_TOKEN_MAX = 1024
 TokenQuery = Annotated[str | None, Query(max_length=1024)]
 
 
+Identify = Callable[[], Awaitable[Account | None]]
+
+
+async def answer(core: Core, live: Live, request: MediaRequest, identify: Identify) -> Reply:
+    """Answer a GET or HEAD under ``/hls/vods/<id>/``. Raises NotFound and BadRequest."""
+    parts = request.path.split("/")  # "", "hls", "vods", id, ...
+    if len(parts) not in (5, 6) or not _VOD_ID.fullmatch(parts[3]):
+        raise NotFound("not found")
+    vod_id = int(parts[3])
+    token = request.text("token", max_length=_TOKEN_MAX)
+    if len(parts) == 5:
+        if parts[4] == "master.m3u8":
+            found, token = await _ready(core, vod_id, token, identify)
+            path = session_path(found.channel_id, found.session_id, MASTER)
+            return await _playlist(live, found, path, token)
+        if parts[4] == "thumbnail.jpg":
+            found, _ = await _ready(core, vod_id, token, identify)
+            if not found.thumbnail_path:
+                raise NotFound("the vod has no thumbnail")
+            return _file(live, found, found.thumbnail_path, "image/jpeg")
+        raise NotFound("not found")
+    rendition, filename = parts[4], parts[5]
+    is_playlist = filename == PLAYLIST
+    if not _RENDITION.fullmatch(rendition) or not (is_playlist or _MEDIA_FILE.fullmatch(filename)):
+        raise NotFound("not found")
+    found, token = await _ready(core, vod_id, token, identify)
+    path = media_path(found.channel_id, found.session_id, rendition, filename)
+    if is_playlist:
+        return await _playlist(live, found, path, token)
+    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
+    return _file(live, found, path, media_type)
+
+
 async def _watchable(
-    request: Request, core: Core, vod_id: int, token: str | None
+    core: Core, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
     """Return the VOD and the token to propagate; NotFound unless the caller may watch it.
 
@@ -64,11 +102,10 @@ async def _watchable(
     known = with_token(found.access(None, link_ok=link_ok), core.secret_key, token, target)
 
     async def standing() -> Access:
-        caller = await identify(request, core)
         return await service.viewer_access(
             core.db,
             found,
-            caller.account,
+            await identify(),
             playback_token_ok=known.playback_token_ok,
             link_ok=link_ok,
         )
@@ -78,9 +115,9 @@ async def _watchable(
 
 
 async def _ready(
-    request: Request, core: Core, vod_id: int, token: str | None
+    core: Core, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
-    found, token = await _watchable(request, core, vod_id, token)
+    found, token = await _watchable(core, vod_id, token, identify)
     if found.status != "ready":
         raise NotFound("the vod is not ready")
     return found, token
@@ -90,71 +127,24 @@ def _scope(found: Vod) -> str:
     return "private" if found.effective_visibility == "private" else "public"
 
 
-async def _playlist(live: Live, found: Vod, path: str, token: str | None) -> Response:
+async def _playlist(live: Live, found: Vod, path: str, token: str | None) -> Reply:
     try:
         text = (await live.storage.read(path)).decode()
     except (FileNotFoundError, StorageError) as exc:
         raise NotFound("not found") from exc
-    return Response(
-        tokens.carry(text, {"token": token}),
-        media_type=PLAYLIST_TYPE,
-        headers={"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}"},
+    return Reply.of(
+        tokens.carry(text, {"token": token}).encode(),
+        PLAYLIST_TYPE,
+        {"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}"},
     )
 
 
-def _file(live: Live, found: Vod, path: str, media_type: str) -> FileResponse:
+def _file(live: Live, found: Vod, path: str, media_type: str) -> Reply:
     try:
         local = live.storage.resolve(path)
     except StorageError as exc:
         raise NotFound("not found") from exc
-    if not local.is_file():
-        raise NotFound("not found")
-    return FileResponse(
-        local, media_type=media_type, headers={"Cache-Control": f"{_scope(found)}, {_IMMUTABLE}"}
-    )
-
-
-@router.get("/hls/vods/{vod_id}/master.m3u8")
-async def master(
-    request: Request, vod_id: VodId, core: CoreDep, live: LiveDep, token: TokenQuery = None
-) -> Response:
-    """Serve the VOD's master playlist."""
-    found, token = await _ready(request, core, vod_id, token)
-    path = session_path(found.channel_id, found.session_id, MASTER)
-    return await _playlist(live, found, path, token)
-
-
-@router.get("/hls/vods/{vod_id}/thumbnail.jpg")
-async def thumbnail(
-    request: Request, vod_id: VodId, core: CoreDep, live: LiveDep, token: TokenQuery = None
-) -> FileResponse:
-    """Serve the VOD's thumbnail (404 if it has none)."""
-    found, _ = await _ready(request, core, vod_id, token)
-    if not found.thumbnail_path:
-        raise NotFound("the vod has no thumbnail")
-    return _file(live, found, found.thumbnail_path, "image/jpeg")
-
-
-@router.get("/hls/vods/{vod_id}/{rendition}/{filename}")
-async def rendition_file(
-    request: Request,
-    vod_id: VodId,
-    rendition: str,
-    filename: str,
-    core: CoreDep,
-    live: LiveDep,
-    token: TokenQuery = None,
-) -> Response:
-    """Serve a rendition's playlist, init segments and media segments."""
-    is_playlist = filename == PLAYLIST
-    if not _RENDITION.fullmatch(rendition) or not (is_playlist or _MEDIA_FILE.fullmatch(filename)):
-        raise NotFound("not found")
-    found, token = await _ready(request, core, vod_id, token)
-    path = media_path(found.channel_id, found.session_id, rendition, filename)
-    if is_playlist:
-        return await _playlist(live, found, path, token)
-    media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
-    return _file(live, found, path, media_type)
+    return Reply.from_file(local, media_type, {"Cache-Control": f"{_scope(found)}, {_IMMUTABLE}"})
 
 
 def _clock(seconds: float | None) -> str:
@@ -170,7 +160,11 @@ async def watch_page(
     request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
 ) -> HTMLResponse:
     """The watch page: the player on the VOD's master playlist (404 if hidden from you)."""
-    found, token = await _watchable(request, core, vod_id, token)
+
+    async def who() -> Account | None:
+        return (await identify(request, core)).account
+
+    found, token = await _watchable(core, vod_id, token, who)
     suffix = f"?token={quote(token, safe='')}" if token else ""
     context = {
         "version": stagecast.__version__,
