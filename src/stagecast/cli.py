@@ -66,6 +66,7 @@ def serve(
     import uvicorn
 
     from stagecast.app import create_app
+    from stagecast.web.server import server_options
 
     settings = _settings()
     if host is not None:
@@ -81,18 +82,7 @@ def serve(
         shown = password if not settings.admin_password else "(from STAGECAST_ADMIN_PASSWORD)"
         typer.echo(f"created admin account: username {name}  password {shown}")
     typer.echo(f"Stagecast studio on http://{settings.host}:{settings.port}/studio")
-    uvicorn.run(
-        create_app(settings, freeze_startup=True),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=5,
-        log_config=None,
-        # Chat frames are small: refuse big ones before they are buffered. Per-socket
-        # compression would compress every broadcast message once per viewer.
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
-    )
+    uvicorn.run(create_app(settings, freeze_startup=True), **server_options(settings))
 
 
 @app.command()

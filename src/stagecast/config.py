@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     rtmp_host: str = "0.0.0.0"  # noqa: S104 - encoders on the LAN must reach the ingest port
     rtmp_port: int = Field(default=1935, ge=0, le=65535)
     public_url: str | None = None
+    # Seconds a client may take from its first byte to the end of its request headers, and
+    # an idle connection is kept between two requests.
+    http_header_timeout: float = Field(default=10.0, gt=0, le=300)
+    http_keepalive_timeout: int = Field(default=5, ge=1, le=300)
 
     # Database layer (seconds).
     db_attempt_timeout: float = Field(default=2.0, gt=0)
