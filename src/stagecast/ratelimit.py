@@ -3,11 +3,19 @@
 ``hit(key, limit, window)`` records one event and returns None if it is within the limit,
 or the seconds until the next event would be allowed. Refused events are not recorded, so a
 client that keeps hammering is let back in as soon as its window has room.
+
+``strike(key, window)`` counts failures (wrong passwords) for growing delays: the count and the
+time of the last strike are kept until ``window`` seconds pass without one; ``strikes(key)``
+reads them back. ``reset(key)`` forgets both kinds.
+
+``address_bucket(host)`` is the key a client address is limited under: the address for IPv4,
+its /64 for IPv6 (one host usually holds a whole /64).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections import OrderedDict, deque
 from typing import Protocol
@@ -35,6 +43,27 @@ redis.call('PEXPIRE', key, window)
 return -1
 """
 
+# KEYS[1]: the strike hash. ARGV: now (ms), window (ms). Returns the new count.
+_STRIKE = """
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+"""
+
+
+def address_bucket(host: str) -> str:
+    """Return the key a client address is limited under (IPv6: its /64; else as given)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
 
 class RateLimiter(Protocol):
     """Count events per key in a sliding window."""
@@ -43,7 +72,13 @@ class RateLimiter(Protocol):
         """Record an event; return None if allowed, else the seconds to wait."""
 
     async def reset(self, key: str) -> None:
-        """Forget every event of ``key``."""
+        """Forget every event and strike of ``key``."""
+
+    async def strike(self, key: str, window: float) -> int:
+        """Count a failure of ``key``; return the failures counted (kept ``window`` s)."""
+
+    async def strikes(self, key: str) -> tuple[int, float]:
+        """Return ``key``'s failure count and the seconds since the last (0, inf if none)."""
 
 
 class MemoryRateLimiter:
@@ -51,6 +86,7 @@ class MemoryRateLimiter:
 
     def __init__(self, max_keys: int = 100_000) -> None:
         self._events: OrderedDict[str, deque[float]] = OrderedDict()
+        self._strikes: OrderedDict[str, tuple[int, float, float]] = OrderedDict()  # n, at, window
         self._max_keys = max_keys
 
     async def hit(self, key: str, limit: int, window: float) -> float | None:
@@ -72,6 +108,28 @@ class MemoryRateLimiter:
     async def reset(self, key: str) -> None:
         """Forget ``key``."""
         self._events.pop(key, None)
+        self._strikes.pop(key, None)
+
+    async def strike(self, key: str, window: float) -> int:
+        """Count a failure of ``key``; the count lapses ``window`` s after the last one."""
+        count, _ = await self.strikes(key)
+        self._strikes[key] = (count + 1, time.monotonic(), window)
+        self._strikes.move_to_end(key)
+        if len(self._strikes) > self._max_keys:
+            self._strikes.popitem(last=False)
+        return count + 1
+
+    async def strikes(self, key: str) -> tuple[int, float]:
+        """Return ``key``'s failure count and the seconds since its last failure."""
+        found = self._strikes.get(key)
+        if found is None:
+            return 0, float("inf")
+        count, at, window = found
+        age = time.monotonic() - at
+        if age >= window:
+            del self._strikes[key]
+            return 0, float("inf")
+        return count, age
 
 
 class RedisRateLimiter:
@@ -80,7 +138,9 @@ class RedisRateLimiter:
     def __init__(self, client: Redis, *, prefix: str = "stagecast") -> None:
         self._client = client
         self._prefix = f"{prefix}:rl:"
+        self._strike_prefix = f"{prefix}:strike:"
         self._script = client.register_script(_SLIDING_WINDOW)
+        self._strike = client.register_script(_STRIKE)
         self._seq = 0
 
     async def hit(self, key: str, limit: int, window: float) -> float | None:
@@ -102,6 +162,29 @@ class RedisRateLimiter:
         """Forget ``key``."""
         try:
             async with asyncio.timeout(_REDIS_TIMEOUT):
-                await self._client.delete(self._prefix + key)
+                await self._client.delete(self._prefix + key, self._strike_prefix + key)
         except (RedisError, OSError, TimeoutError) as exc:
             raise ServiceUnavailable("rate limiter unavailable") from exc
+
+    async def strike(self, key: str, window: float) -> int:
+        """Count a failure of ``key`` (atomically); raises ServiceUnavailable without Redis."""
+        now_ms = int(time.time() * 1000)
+        try:
+            async with asyncio.timeout(_REDIS_TIMEOUT):
+                count = await self._strike(
+                    keys=[self._strike_prefix + key], args=[now_ms, max(1, int(window * 1000))]
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ServiceUnavailable("rate limiter unavailable") from exc
+        return int(count)
+
+    async def strikes(self, key: str) -> tuple[int, float]:
+        """Return ``key``'s failure count and the seconds since its last failure."""
+        try:
+            async with asyncio.timeout(_REDIS_TIMEOUT):
+                count, at = await self._client.hmget(self._strike_prefix + key, ["n", "t"])
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ServiceUnavailable("rate limiter unavailable") from exc
+        if count is None or at is None:
+            return 0, float("inf")
+        return int(count), max(0.0, time.time() - int(at) / 1000)

@@ -28,8 +28,9 @@ from stagecast.auth.schemas import (
     UserOut,
     UserPage,
 )
+from stagecast.auth.throttle import SignInThrottle
 from stagecast.core import Core
-from stagecast.errors import TooManyRequests, Unauthorized
+from stagecast.errors import Unauthorized
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -49,23 +50,25 @@ def _secure(request: Request, core: Core) -> bool:
     return mode == "always" or (mode == "auto" and request.url.scheme == "https")
 
 
-async def _limit_login(core: Core, request: Request, username: str) -> None:
-    client = request.client.host if request.client else "unknown"
-    settings = core.settings
-    for key in (f"login:ip:{client}", f"login:user:{username.lower()}"):
-        wait = await core.limiter.hit(key, settings.login_attempts, settings.login_window_seconds)
-        if wait is not None:
-            raise TooManyRequests("too many sign-in attempts; try again later", retry_after=wait)
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 @router.post("/auth/login", response_model=SessionOut)
 async def login(body: LoginIn, request: Request, response: Response, core: CoreDep) -> SessionOut:
-    """Sign in with a username and password; sets the session cookie."""
-    await _limit_login(core, request, body.username)
-    account = await service.authenticate(core.db, body.username.lower(), body.password)
+    """Sign in with a username and password; sets the session cookie.
+
+    429 past the attempts allowed per address, and for an address that failed for this user
+    while the user's growing delay runs (``stagecast.auth.throttle``).
+    """
+    throttle = SignInThrottle(core.limiter, core.settings)
+    username, client = body.username.lower(), _client(request)
+    await throttle.check(username, client)
+    account = await service.authenticate(core.db, username, body.password)
     if account is None:
+        await throttle.failed(username, client)
         raise Unauthorized("wrong username or password")
-    await core.limiter.reset(f"login:user:{body.username.lower()}")
+    await throttle.succeeded(username, client)
     token, csrf = await service.open_session(core.db, account.id, core.settings.session_days)
     max_age = int(core.settings.session_days * 86400)
     secure = _secure(request, core)
@@ -97,7 +100,7 @@ async def me(caller: CallerDep) -> SessionOut:
 @router.post("/auth/register", response_model=UserOut, status_code=201)
 async def register(body: RegisterIn, request: Request, core: CoreDep) -> UserOut:
     """Create an account (open registration, or with an invite code)."""
-    await _limit_login(core, request, body.username)
+    await SignInThrottle(core.limiter, core.settings).check_address(_client(request))
     account = await service.register(
         core.db,
         body.username,
