@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     rtmp_host: str = "0.0.0.0"  # noqa: S104 - encoders on the LAN must reach the ingest port
     rtmp_port: int = Field(default=1935, ge=0, le=65535)
+    # RTMP slots: per source address (an IPv6 /64 is one), and for peers not yet publishing.
+    rtmp_max_connections_per_address: int = Field(default=16, ge=1)
+    rtmp_max_pending_connections: int = Field(default=64, ge=1)
     public_url: str | None = None
     # Seconds a client may take from its first byte to the end of its request headers, and
     # an idle connection is kept between two requests.

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from stagecast.core import Core
 from stagecast.ingest.publish import RtmpIngest
 from stagecast.ingest.push import HttpPushIngest
+from stagecast.ingest.rtmp.limits import RtmpLimits
 from stagecast.ingest.rtmp.server import RtmpServer
 from stagecast.live.runtime import Live
 
@@ -45,7 +46,11 @@ async def start_ingest(core: Core, live: Live, stack: AsyncExitStack) -> Ingest:
         scratch=settings.data_dir / "scratch",
         segment_seconds=settings.segment_seconds,
     )
-    server = RtmpServer(handler, host=settings.rtmp_host, port=settings.rtmp_port)
+    limits = RtmpLimits(
+        max_connections_per_address=settings.rtmp_max_connections_per_address,
+        max_pending_connections=settings.rtmp_max_pending_connections,
+    )
+    server = RtmpServer(handler, host=settings.rtmp_host, port=settings.rtmp_port, limits=limits)
     await server.start()
     if settings.rtmp_port == 0:  # a free port was picked: say which, e.g. in the OBS URL
         settings.rtmp_port = server.port

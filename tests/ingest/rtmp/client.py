@@ -29,9 +29,12 @@ class RawClient:
         self.address = f"{host}:{port}"
 
     @classmethod
-    async def open(cls, port: int) -> RawClient:
-        """Connect to the server on 127.0.0.1:``port``."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def open(cls, port: int, source: str = "127.0.0.1") -> RawClient:
+        """Connect to the server on 127.0.0.1:``port`` from the local address ``source``.
+
+        Any address of 127.0.0.0/8 works as ``source`` on Linux: a distinct peer per test.
+        """
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
         return cls(reader, writer)
 
     async def close(self) -> None:

@@ -98,7 +98,7 @@ MISBEHAVIOURS: list[tuple[Misbehaviour, str]] = [
     (bad_version, "unsupported RTMP version byte 0x06"),
     (stalled_handshake, "handshake not completed in 1 s"),
     (huge_chunk_size, "chunk size 1048576 outside 1..65536"),
-    (huge_message, "message of 16777215 bytes exceeds the limit"),
+    (huge_message, "message of 16777215 bytes exceeds the limit (8192 before publish)"),
     (too_many_chunk_streams, "more than 64 chunk streams"),
     (headerless_chunk_stream, "chunk stream 7 starts with a type 1 header"),
     (garbage_amf, "unsupported AMF0 marker 0x42"),
@@ -154,21 +154,23 @@ async def test_hostile_peers_are_closed_while_a_publish_carries_on(
 
 
 async def test_connections_over_the_limit_are_closed_at_accept(
-    start_server: ServerFactory,
+    start_server: ServerFactory, handler: RecordingHandler
 ) -> None:
-    """With max_connections=2 a third socket is closed at once; the first two carry on."""
+    """With max_connections=2 held by two publishers a third socket is closed at once; the
+    publishers carry on."""
     server = await start_server(RtmpLimits(max_connections=2))
     first, second = await RawClient.open(server.port), await RawClient.open(server.port)
     try:
-        await first.connect()
-        await second.connect()
+        for client in (first, second):
+            await client.connect()
+            assert (await client.publish(f"key-{client.address}"))["code"] == PUBLISH_START
         third = await RawClient.open(server.port)
         try:
             assert await third.closed_by_server(timeout=2)
         finally:
             await third.close()
-        for client in (first, second):
-            assert (await client.publish(f"key-{client.address}"))["code"] == PUBLISH_START
+        assert server.connection_count == 2
+        assert all(not recording.closes for recording in handler.recordings)
     finally:
         await first.close()
         await second.close()

@@ -82,15 +82,30 @@ class ChunkReader:
     ``read_message`` raises ``ChunkError`` when the peer breaks the protocol or a limit,
     after ``idle_timeout`` seconds without a chunk too, and raises
     ``asyncio.IncompleteReadError`` when the peer closes.
+
+    With ``setup`` the peer is still a stranger: the ``setup_*`` budgets of ``limits`` apply
+    (message size, bytes, chunks) until ``end_setup`` lifts them.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, limits: RtmpLimits) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, limits: RtmpLimits, *, setup: bool = False
+    ) -> None:
         self._reader = reader
         self._limits = limits
         self._streams: dict[int, _Inbound] = {}
         self._buffered = 0
+        self._setup = setup
+        self._max_message = limits.max_message_size
+        if setup:
+            self._max_message = min(limits.setup_max_message_size, limits.max_message_size)
+        self._chunks = 0
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.bytes_read = 0
+
+    def end_setup(self) -> None:
+        """Lift the setup budgets: the peer has published with a valid key."""
+        self._setup = False
+        self._max_message = self._limits.max_message_size
 
     async def read_message(self) -> Message:
         """Return the next complete message (control messages for the chunk layer excluded)."""
@@ -114,11 +129,18 @@ class ChunkReader:
             raise ChunkError(f"nothing received for {idle:g} s") from None
 
     async def _read(self, size: int) -> bytes:
+        if self._setup and self.bytes_read + size > self._limits.setup_max_bytes:
+            raise ChunkError(f"more than {self._limits.setup_max_bytes} bytes before publish")
         data = await self._reader.readexactly(size)
         self.bytes_read += size
         return data
 
     async def _read_chunk(self) -> Message | None:
+        if self._setup:
+            # Each chunk costs a Python step whatever its size: a stranger gets few of them.
+            self._chunks += 1
+            if self._chunks > self._limits.setup_max_chunks:
+                raise ChunkError(f"more than {self._limits.setup_max_chunks} chunks before publish")
         first = (await self._read(1))[0]
         fmt, csid = first >> 6, first & 0x3F
         if csid == 0:
@@ -146,8 +168,9 @@ class ChunkReader:
         value = int.from_bytes(header[0:3], "big")
         if fmt <= 1:
             length = int.from_bytes(header[3:6], "big")
-            if length > self._limits.max_message_size:
-                raise ChunkError(f"message of {length} bytes exceeds the limit")
+            if length > self._max_message:
+                setup = f" ({self._max_message} before publish)" if self._setup else ""
+                raise ChunkError(f"message of {length} bytes exceeds the limit{setup}")
             state.length, state.type_id = length, header[6]
         if fmt == 0:
             state.stream_id = int.from_bytes(header[7:11], "little")

@@ -2,10 +2,11 @@
 
 The flow OBS and ffmpeg follow: ``connect`` (app "live") → ``releaseStream`` → ``FCPublish`` →
 ``createStream`` → ``publish`` (name = stream key) → ``@setDataFrame`` and media → ``FCUnpublish``
-→ ``deleteStream``. The handler's ``Publisher`` is awaited for every message, in order, and
-nothing is read from the socket meanwhile, so a slow consumer pushes back on the encoder
-through TCP. A connection that breaks the protocol or a limit is closed with one WARNING line;
-everything here is per connection, so nothing it does reaches another.
+→ ``deleteStream``. Until ``publish`` succeeds the peer is a stranger, held to the
+``setup_*`` budgets of ``RtmpLimits``. The handler's ``Publisher`` is awaited for every
+message, in order, and nothing is read from the socket meanwhile, so a slow consumer pushes
+back on the encoder through TCP. A connection that breaks the protocol or a limit is closed
+with one WARNING line; everything here is per connection, so nothing it does reaches another.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+from collections.abc import Callable
 from typing import Final
 
 from stagecast.ingest.rtmp import amf0, chunks, replies
@@ -50,12 +52,14 @@ class RtmpConnection:
         writer: asyncio.StreamWriter,
         handler: PublishHandler,
         limits: RtmpLimits,
+        on_publish: Callable[[RtmpConnection], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._handler = handler
         self._limits = limits
-        self._chunks = ChunkReader(reader, limits)
+        self._on_publish = on_publish
+        self._chunks = ChunkReader(reader, limits, setup=True)
         self._encoder = ChunkEncoder()
         self._peer = format_peer(writer.get_extra_info("peername"))
         self._app: str | None = None
@@ -314,6 +318,9 @@ class RtmpConnection:
             await self._send((replies.STATUS_CHUNK_STREAM, status))
             return f"publish refused ({refusal.code})"
         self._publisher = publisher
+        self._chunks.end_setup()  # no longer a stranger: the full limits apply
+        if self._on_publish is not None:
+            self._on_publish(self)
         log.info("rtmp %s: publishing on %r", self._peer, app)
         started = replies.status(stream_id, "status", replies.PUBLISH_START, "Publishing.")
         await self._send(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from stagecast.ingest.rtmp.admission import Admission, address_key
 from stagecast.ingest.rtmp.connection import RtmpConnection, format_peer
 from stagecast.ingest.rtmp.handler import (
     Publisher,
@@ -48,6 +49,7 @@ class RtmpServer:
         self._limits = limits
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], RtmpConnection] = {}
+        self._admission = Admission(limits)
         self._closing = False
 
     async def start(self) -> None:
@@ -93,19 +95,34 @@ class RtmpServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    @property
+    def limits(self) -> RtmpLimits:
+        """Return the bounds this server applies."""
+        return self._limits
+
+    @property
+    def pending_count(self) -> int:
+        """Return how many open connections have not published yet."""
+        return self._admission.strangers
+
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing or len(self._connections) >= self._limits.max_connections:
-            log.warning(
-                "rtmp %s: refused: %d connections open",
-                format_peer(writer.get_extra_info("peername")),
-                len(self._connections),
-            )
+        peername = writer.get_extra_info("peername")
+        if self._closing:
             writer.transport.abort()
             return
-        connection = RtmpConnection(reader, writer, self._handler, self._limits)
+        connection = RtmpConnection(
+            reader, writer, self._handler, self._limits, on_publish=self._admission.published
+        )
+        refusal = self._admission.admit(connection, address_key(peername))
+        if refusal is not None:
+            log.warning("rtmp %s: refused: %s", format_peer(peername), refusal)
+            writer.transport.abort()
+            return
         task = asyncio.create_task(connection.run(), name=f"rtmp {connection.peer}")
         self._connections[task] = connection
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._connections.pop(task, None)
+        connection = self._connections.pop(task, None)
+        if connection is not None:
+            self._admission.release(connection)
