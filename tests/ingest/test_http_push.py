@@ -11,7 +11,7 @@ from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
 from stagecast.db import Kind
 from stagecast.ingest.http import MAX_INIT_BYTES
-from stagecast.live.models import live_init, segment
+from stagecast.live.models import live_init, live_session, segment
 
 
 async def _key(app: FastAPI, slug: str = "pushy") -> str:
@@ -41,11 +41,12 @@ async def test_refusals(client: httpx.AsyncClient, app: FastAPI) -> None:
         assert response.status_code == status, (path, response.text)
         assert response.json()["error"]["message"]
     live = (await client.get("/api/v1/channels/pushy/live")).json()
-    # The right key with bad bytes opens a session (idle: nothing playable); nothing went live.
+    # The right key with bad bytes opens no session: nothing went live, nothing is in history.
     assert (live["live"], live["started_at"]) == (False, None)
     media = app.state.runtime.core.settings.data_dir / "media"
     assert [p for p in media.rglob("*") if p.is_file()] == []
     assert await _rows(app, segment) == await _rows(app, live_init) == 0
+    assert await _rows(app, live_session) == 0
 
 
 async def _rows(app: FastAPI, table: Table) -> int:

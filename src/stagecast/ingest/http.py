@@ -99,9 +99,13 @@ async def push(
     pushers = ingest.http_push
     is_init = filename.endswith(".mp4")
     data = await read_body(request, MAX_INIT_BYTES if is_init else MAX_SEGMENT_BYTES)
-    # Bytes that are not what the name says never open a session.
+    # Bytes that are not what the name says, or that could not play, never open a session.
     if not (looks_like_init(data) if is_init else looks_like_segment(data)):
         raise UnsupportedMedia("not a CMAF init (.mp4) or media segment (.m4s)")
+    try:
+        pushers.check_opening(match.channel_id, rendition, data, is_init=is_init)
+    except MediaError as exc:
+        raise UnsupportedMedia(f"{'init' if is_init else 'segment'} refused: {exc}") from exc
     pusher = await pushers.session_for(match, key)
     try:
         if is_init:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from stagecast.channels.service import KeyMatch
 from stagecast.errors import StagecastError
+from stagecast.live.fmp4 import MediaError, parse_init, parse_segment
 from stagecast.live.manager import LiveManager
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveSession
@@ -71,6 +72,26 @@ class HttpPushIngest:
             return pusher
         async with self._starting.setdefault(match.channel_id, asyncio.Lock()):
             return self._live(match.channel_id) or await self._open(match, key)
+
+    def check_opening(self, channel_id: int, rendition: str, data: bytes, *, is_init: bool) -> None:
+        """Raise MediaError if ``data`` could not start (or resume) the channel's session.
+
+        Only a request that would open a session is checked (a live pusher's media is its
+        session's business): an init segment must parse, and a media segment needs the init
+        this process still holds for ``rendition`` in the session it would resume, and must
+        parse against it. Bytes that could never play thus leave no session behind.
+        """
+        pusher = self._pushers.get(channel_id)
+        if pusher is not None and not pusher.kicked and not pusher.session.ended:
+            return
+        if is_init:
+            parse_init(data)
+            return
+        session = self._manager.local(channel_id)
+        held = session.renditions.get(rendition) if session and not session.ended else None
+        if held is None or held.init is None:
+            raise MediaError("send the init segment first")
+        parse_segment(data, held.init)
 
     def _live(self, channel_id: int) -> _Pusher | None:
         pusher = self._pushers.get(channel_id)
