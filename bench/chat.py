@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.chat_history import history_suite
-from bench.chat_measure import LOADGEN_CPU, Result, load, row
+from bench.chat_measure import LOADGEN_CPU, Result, join_row, load, row
 from bench.chat_servers import baseline_server, stagecast_servers
 from bench.chat_setup import BenchChannel, prepare
 
@@ -92,6 +92,7 @@ def _run(
 
 def _report(label: str, result: Result) -> None:
     print(row(label, result), flush=True)
+    print(join_row(result), flush=True)
     for number, server in enumerate(result.servers, 1):
         name = "server" if len(result.servers) == 1 else f"server {number}"
         print(f"    {name}: {server.summary()}", flush=True)
@@ -128,6 +129,7 @@ def sweep(plan: Plan, channel: BenchChannel) -> None:
                     result = _run(mode, [url], clients, plan, channel, plan.sweep_duration, [pid])
             ok = result.p99 <= P99_LIMIT_MS and result.complete >= 0.999
             print(row(f"{mode} {clients} clients", result) + ("" if ok else "  over"), flush=True)
+            print(join_row(result), flush=True)
             if not ok:
                 break
             best[mode] = clients

@@ -224,28 +224,44 @@ async def send_loop(
     return counted
 
 
-async def connect_all(urls: list[str], count: int, tally: Tally, mode: str) -> list[Socket]:
-    """Open ``count`` receivers spread over ``urls``, 100 handshakes at a time."""
+async def connect_all(
+    urls: list[str], count: int, tally: Tally, mode: str
+) -> tuple[list[Socket], dict[str, float]]:
+    """Open ``count`` receivers spread over ``urls``, 100 handshakes at a time; return them
+    and the join figures: p50/p99/max of one join (TCP connect to ``hello``, ms; the
+    handshake for the baseline) and the wall time until every receiver had joined (s)."""
     sockets: list[Socket] = []
+    joins: list[float] = []
     gate = asyncio.Semaphore(100)
 
     async def one(i: int) -> None:
         async with gate:
+            started = time.perf_counter()
             sock = await open_socket(urls[i % len(urls)], receiver(tally, mode))
             if mode == "stagecast":  # authorised and registered once "hello" arrives
                 async with asyncio.timeout(30):
                     await sock.greeted
+            joins.append((time.perf_counter() - started) * 1000)
             sockets.append(sock)
 
+    began = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(count)))
-    return sockets
+    wall = time.perf_counter() - began
+    joins.sort()
+    figures = {
+        "p50": joins[len(joins) // 2] if joins else 0.0,
+        "p99": joins[min(len(joins) - 1, int(len(joins) * 0.99))] if joins else 0.0,
+        "max": joins[-1] if joins else 0.0,
+        "wall": wall,
+    }
+    return sockets, figures
 
 
 async def main(config: dict[str, Any]) -> dict[str, Any]:
     """Connect, say "ready", wait for "go <t0>", send until the window ends, drain, report."""
     mode = config["mode"]
     tally = Tally()
-    receivers = await connect_all(config["urls"], config["clients"], tally, mode)
+    receivers, joins = await connect_all(config["urls"], config["clients"], tally, mode)
     senders = []
     ignore = Tally()
     for i, token in enumerate(config["tokens"]):
@@ -279,6 +295,7 @@ async def main(config: dict[str, Any]) -> dict[str, Any]:
         "duplicates": tally.duplicates,
         "out_of_order": tally.out_of_order,
         "closed": closed,
+        "joins": joins,
         "worst_ms": [round(tally.worst.get(i, 0) * BUCKET_NS / 1e6) for i in range(int(duration))],
     }
 

@@ -28,6 +28,12 @@ class Result:
     closed: int
     servers: list[RssSampler] = field(default_factory=list)
     worst_ms: list[int] = field(default_factory=list)  # worst latency per second of the run
+    # One join (connect to "hello"), ms: the worst p50/p99/max of the load generators; and
+    # the seconds until every receiver had joined.
+    join_p50: float = 0.0
+    join_p99: float = 0.0
+    join_max: float = 0.0
+    join_wall: float = 0.0
 
     @property
     def complete(self) -> float:
@@ -137,6 +143,10 @@ def _merge(outputs: list[dict[str, Any]], duration: float) -> Result:
         duplicates=sum(o["duplicates"] for o in outputs),
         out_of_order=sum(o["out_of_order"] for o in outputs),
         closed=sum(o["closed"] for o in outputs),
+        join_p50=max(o["joins"]["p50"] for o in outputs),
+        join_p99=max(o["joins"]["p99"] for o in outputs),
+        join_max=max(o["joins"]["max"] for o in outputs),
+        join_wall=max(o["joins"]["wall"] for o in outputs),
     )
 
 
@@ -150,4 +160,12 @@ def row(label: str, result: Result) -> str:
     return (
         f"  {label:<28} p50 {result.p50:7.1f} ms  p99 {result.p99:7.1f} ms  "
         f"{result.rate:9.0f} deliveries/s  delivered {result.complete:6.1%}{flags}"
+    )
+
+
+def join_row(result: Result) -> str:
+    """Format the join figures of one result."""
+    return (
+        f"    joins: p50 {result.join_p50:.0f} ms  p99 {result.join_p99:.0f} ms  "
+        f"max {result.join_max:.0f} ms  all joined in {result.join_wall:.2f} s"
     )
