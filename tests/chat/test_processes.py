@@ -17,7 +17,16 @@ import pytest
 from stagecast.auth.service import get_account
 from stagecast.channels import service as channels
 from stagecast.db import open_database
-from tests.chat.conftest import close_code, frame_where, hello, of_type, open_socket, quick_user
+from tests.chat.conftest import (
+    Frame,
+    close_code,
+    frame_where,
+    hello,
+    next_frame,
+    of_type,
+    open_socket,
+    quick_user,
+)
 from tests.conftest import (
     REDIS_URL,
     make_settings,
@@ -182,3 +191,37 @@ async def test_a_ban_on_one_process_holds_on_every_process(
                     break
                 await asyncio.sleep(0.05)
         assert refused.json()["error"]["code"] == "banned"
+
+
+async def join_as(base: str, token: str) -> tuple[Frame | None, int | None]:
+    """Join on ``base``; return the hello (None if refused) and the close code if refused."""
+    ws = await open_socket(url(base), {"Authorization": f"Bearer {token}"})
+    first = await next_frame(ws)
+    if first["type"] == "hello":
+        await ws.close()
+        return first, None
+    return None, await close_code(ws)
+
+
+async def test_a_ban_and_a_moderator_change_reach_the_cached_joins_of_other_processes(
+    cluster: tuple[list[str], dict[str, str]],
+) -> None:
+    """Process 1 has bob's and the moderator's standing cached; a ban and a removal made on
+    process 0 apply to its next joins within moments, not when its 30 s cache expires."""
+    bases, tokens = cluster
+    seen, _ = await join_as(bases[1], tokens["bob"])
+    assert seen is not None
+    seen, _ = await join_as(bases[1], tokens["mod"])
+    assert seen is not None
+    assert seen["moderator"] is not None
+    owner = {"Authorization": f"Bearer {tokens['owner']}"}
+    async with httpx.AsyncClient(base_url=f"http://{bases[0]}", timeout=5) as client:
+        banned = await client.put("/api/v1/channels/room/chat/bans/bob", json={}, headers=owner)
+        assert banned.status_code == 200
+        removed = await client.delete("/api/v1/channels/room/moderators/mod", headers=owner)
+        assert removed.status_code == 204
+    async with asyncio.timeout(5):  # Redis delivers in milliseconds
+        while (await join_as(bases[1], tokens["bob"]))[1] != 4403:
+            pass
+        while (seen := (await join_as(bases[1], tokens["mod"]))[0]) and seen["moderator"]:
+            pass

@@ -31,6 +31,8 @@ from stagecast.chat.rules import ChannelRules
 from stagecast.chat.runtime import Chat, chat_of
 from stagecast.config import Settings
 from stagecast.errors import BadRequest, StagecastError, TooManyRequests
+from stagecast.live.lookups import Lookups
+from stagecast.live.runtime import live_of
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ class ChatSocket:
         """Serve one socket; ``scope["path_params"]["slug"]`` names the channel."""
         ws = WebSocket(scope, receive, send)
         server_send = scope.get(SERVER_SEND, send)
-        await _serve(ws, server_send, chat_of(ws), scope["path_params"]["slug"])
+        lookups = (await live_of(ws)).lookups
+        await _serve(ws, server_send, chat_of(ws), lookups, scope["path_params"]["slug"])
 
 
 SERVER_SEND = "stagecast.server_send"
@@ -109,14 +112,14 @@ class ServerSend:
         await self.app(scope, receive, send)
 
 
-async def _serve(ws: WebSocket, send: Send, chat: Chat, slug: str) -> None:
+async def _serve(ws: WebSocket, send: Send, chat: Chat, lookups: Lookups, slug: str) -> None:
     """Run the chat socket of ``slug`` until the client leaves, is dropped, or the server stops."""
     try:
         await ws.accept()
     except (WebSocketDisconnect, OSError, RuntimeError):
         return  # gone before the handshake completed
     try:
-        session = await _authorize(ws, chat, slug)
+        session = await _authorize(ws, chat, lookups, slug)
         last_id = _last_id(ws)
     except StagecastError as exc:
         await _refuse(ws, exc)
@@ -167,11 +170,12 @@ def _check_origin(ws: WebSocket, settings: Settings) -> None:
         raise BadOrigin("cross-site WebSocket refused: Origin does not match the host")
 
 
-async def _authorize(ws: WebSocket, chat: Chat, slug: str) -> _Session:
+async def _authorize(ws: WebSocket, chat: Chat, lookups: Lookups, slug: str) -> _Session:
+    """Decide who may join from this process's caches (no database read once they are warm)."""
     _check_origin(ws, chat.settings)
     caller = await identify(ws, chat.core)
-    access = await service.channel_access(
-        chat, slug, caller.account, token=ws.query_params.get("token")
+    access = await service.viewer_access(
+        chat, lookups, slug, caller.account, token=ws.query_params.get("token")
     )
     rules = await service.require_reader(chat, access)
     if caller.account is not None:
@@ -197,6 +201,12 @@ async def _greet(
     await ws.send_text(frames.encode(await _hello(chat, session, room)))
     if last_id is None:
         peer.start(0)
+        return
+    if last_id == room.last_id:
+        # Caught up with this room: anything newer reaches the peer through the room, so a
+        # reconnect after a restart reads nothing.
+        await ws.send_text(frames.encode(frames.Resumed(last_id, 0)))
+        peer.start(last_id)
         return
     channel_id = session.access.channel_id
     limit = chat.settings.chat_resume_limit

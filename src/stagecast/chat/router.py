@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from starlette.requests import HTTPConnection
 from starlette.routing import WebSocketRoute
 
@@ -37,6 +37,7 @@ from stagecast.chat.schemas import (
     TimeoutIn,
 )
 from stagecast.errors import Unprocessable
+from stagecast.live.runtime import LiveDep
 
 router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
 
@@ -50,19 +51,22 @@ ChatDep = Annotated[Chat, Depends(get_chat)]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
 Cursor = Annotated[str | None, Query(max_length=1024, description="Opaque cursor")]
 Token = Annotated[str | None, Query(max_length=1024, description="Playback token")]
+# Ids are 64-bit signed in the database: a larger one is a 422, never an overflow.
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.get("/messages", response_model=MessagePage)
 async def history(
     slug: str,
     chat: ChatDep,
+    live: LiveDep,
     caller: MaybeAccountDep,
     before: Cursor = None,
     limit: Limit = 50,
     token: Token = None,
 ) -> MessagePage:
     """Return chat history, newest first, deleted messages excluded (keyset-paged)."""
-    access = await service.channel_access(chat, slug, caller, token=token)
+    access = await service.viewer_access(chat, live.lookups, slug, caller, token=token)
     found, cursor = await service.history(chat, access, before=before, limit=limit)
     return MessagePage(
         items=[MessageOut.of(m) for m in found], has_more=cursor is not None, next_before=cursor
@@ -83,7 +87,7 @@ async def post_message(
 
 
 @router.delete("/messages/{message_id}", status_code=204)
-async def delete_message(slug: str, message_id: int, chat: ChatDep, caller: AccountDep) -> None:
+async def delete_message(slug: str, message_id: Id, chat: ChatDep, caller: AccountDep) -> None:
     """Delete a message for everyone (moderators with the delete permission)."""
     access = await service.channel_access(chat, slug, caller)
     await service.delete(chat, access, caller, message_id)
@@ -91,10 +95,10 @@ async def delete_message(slug: str, message_id: int, chat: ChatDep, caller: Acco
 
 @router.get("/settings", response_model=ChatSettingsOut)
 async def get_settings(
-    slug: str, chat: ChatDep, caller: MaybeAccountDep, token: Token = None
+    slug: str, chat: ChatDep, live: LiveDep, caller: MaybeAccountDep, token: Token = None
 ) -> ChatSettingsOut:
     """Return the channel's chat settings (anyone who may read the chat)."""
-    access = await service.channel_access(chat, slug, caller, token=token)
+    access = await service.viewer_access(chat, live.lookups, slug, caller, token=token)
     rules = await service.require_reader(chat, access)
     return ChatSettingsOut(
         slow_mode_seconds=rules.slow_mode_seconds, anonymous_read=rules.anonymous_read
@@ -185,7 +189,7 @@ async def add_filter(slug: str, body: FilterIn, chat: ChatDep, caller: AccountDe
 
 
 @router.delete("/filters/{filter_id}", status_code=204)
-async def remove_filter(slug: str, filter_id: int, chat: ChatDep, caller: AccountDep) -> None:
+async def remove_filter(slug: str, filter_id: Id, chat: ChatDep, caller: AccountDep) -> None:
     """Remove a word filter."""
     access = await service.channel_access(chat, slug, caller)
     await moderation.remove_filter(chat, access, caller, filter_id)
@@ -202,7 +206,7 @@ async def list_held(
 
 
 @router.post("/held/{held_id}/approve", response_model=DecisionOut)
-async def approve(slug: str, held_id: int, chat: ChatDep, caller: AccountDep) -> DecisionOut:
+async def approve(slug: str, held_id: Id, chat: ChatDep, caller: AccountDep) -> DecisionOut:
     """Publish a held message."""
     access = await service.channel_access(chat, slug, caller)
     stored = await review.decide(chat, access, caller, held_id, approve=True)
@@ -210,7 +214,7 @@ async def approve(slug: str, held_id: int, chat: ChatDep, caller: AccountDep) ->
 
 
 @router.post("/held/{held_id}/reject", response_model=DecisionOut)
-async def reject(slug: str, held_id: int, chat: ChatDep, caller: AccountDep) -> DecisionOut:
+async def reject(slug: str, held_id: Id, chat: ChatDep, caller: AccountDep) -> DecisionOut:
     """Discard a held message."""
     access = await service.channel_access(chat, slug, caller)
     await review.decide(chat, access, caller, held_id, approve=False)

@@ -1,22 +1,26 @@
 """The chat component of one process: the hub, the rule cache and the on-air cache, plus the
-task that applies moderation announcements from the bus. ``start_chat`` is the app starter."""
+tasks that apply moderation and moderator announcements from the bus. ``start_chat`` is the
+app starter."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from starlette.requests import HTTPConnection
 
 from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
+from stagecast.bus.topics import Topic
+from stagecast.channels.service import MODERATORS_TOPIC, ModeratorsChanged
 from stagecast.chat import frames
 from stagecast.chat.hub import CHANNEL_TOPIC, ChatEvent, Hub
 from stagecast.chat.onair import OnAir
-from stagecast.chat.rules import TOPIC, Announcement, Rules
+from stagecast.chat.rules import TOPIC, Announcement, Restriction, Rules
 from stagecast.chat.writer import MessageWriter
 from stagecast.config import Settings
 from stagecast.core import Core
@@ -24,6 +28,8 @@ from stagecast.db import Database
 from stagecast.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
+
+P = TypeVar("P")
 
 
 @dataclass
@@ -35,8 +41,8 @@ class Chat:
     rules: Rules
     onair: OnAir
     writer: MessageWriter
-    _listener: asyncio.Task[None] | None = field(default=None, repr=False)
-    _subscription: Subscription | None = field(default=None, repr=False)
+    _listeners: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _subscriptions: list[Subscription] = field(default_factory=list, repr=False)
 
     @property
     def db(self) -> Database:
@@ -59,23 +65,33 @@ class Chat:
         return self.core.settings
 
     async def start(self) -> None:
-        """Subscribe to moderation announcements and start applying them."""
-        self._subscription = await TOPIC.subscribe(self.bus, maxsize=4096)
-        self._listener = asyncio.create_task(self._listen(), name="chat-moderation")
+        """Subscribe to moderation and moderator announcements and start applying them."""
+        await self._follow(TOPIC, self.apply)
+        await self._follow(MODERATORS_TOPIC, self._moderators_changed)
 
-    async def _listen(self) -> None:
-        assert self._subscription is not None
+    async def _follow(self, topic: Topic[P], handle: Callable[[P], None]) -> None:
+        subscription = await topic.subscribe(self.bus, maxsize=4096)
+        self._subscriptions.append(subscription)
+        task = asyncio.create_task(self._listen(subscription, topic, handle), name="chat-rules")
+        self._listeners.append(task)
+
+    async def _listen(
+        self, subscription: Subscription, topic: Topic[P], handle: Callable[[P], None]
+    ) -> None:
         while True:
-            item = await self._subscription.get()
+            item = await subscription.get()
             if isinstance(item, Gap):
-                self.rules.clear()
+                self.rules.clear()  # an announcement may have been lost
             elif item is not None:
                 try:
-                    announcement = TOPIC.decode(item)
+                    payload = topic.decode(item)
                 except ValueError:
-                    log.warning("chat: ignored a malformed moderation announcement")
+                    log.warning("chat: ignored a malformed announcement on %s", topic)
                 else:
-                    self.apply(announcement)
+                    handle(payload)
+
+    def _moderators_changed(self, changed: ModeratorsChanged) -> None:
+        self.rules.moderators_changed(changed.channel_id)
 
     def apply(self, announcement: Announcement) -> None:
         """Apply a moderation announcement to this process's cache and sockets."""
@@ -85,7 +101,10 @@ class Chat:
             if announcement.slow_mode is not None:
                 self.hub.announce(channel_id, frames.Settings(announcement.slow_mode))
             return
-        self.rules.invalidate(channel_id, account_id)
+        restricted = announcement.banned or announcement.until is not None
+        self.rules.restricted(
+            channel_id, account_id, Restriction(announcement.until) if restricted else None
+        )
         self.hub.restrict(channel_id, account_id, announcement.until, announcement.banned)
 
     async def announce(self, announcement: Announcement) -> None:
@@ -117,12 +136,12 @@ class Chat:
         """Close every socket (1012), stop writing and stop listening."""
         await self.hub.close()
         await self.writer.close()
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._listeners:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        if self._subscription is not None:
-            self._subscription.close()
+                await task
+        for subscription in self._subscriptions:
+            subscription.close()
 
 
 async def start_chat(core: Core, stack: AsyncExitStack) -> Chat:

@@ -17,7 +17,7 @@ from stagecast import cursors
 from stagecast.auth.service import Account
 from stagecast.channels import tokens
 from stagecast.channels.policy import Access, Action, allowed, require, with_token
-from stagecast.channels.service import access_to
+from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.chat import frames, messages, moderation, review
 from stagecast.chat.errors import Blocked, SlowMode
 from stagecast.chat.messages import Draft, Message
@@ -25,6 +25,7 @@ from stagecast.chat.rules import ChannelRules
 from stagecast.chat.runtime import Chat
 from stagecast.db import Kind
 from stagecast.errors import NotFound, TooManyRequests, Unauthorized, Unprocessable
+from stagecast.live.lookups import Lookups
 
 HISTORY = "chat.history"
 
@@ -89,13 +90,42 @@ async def _limit(chat: Chat, access: Access, author: Account, slow_mode: int) ->
         raise TooManyRequests("you are sending messages too fast", retry_after=wait)
 
 
+def _known_slug(slug: str) -> str:
+    """Return ``slug`` if a channel could have it; NotFound without a query otherwise (a NUL,
+    which PostgreSQL refuses in text, or anything else no channel may be called)."""
+    if not SLUG_RE.fullmatch(slug):
+        raise NotFound("channel not found")
+    return slug
+
+
 async def channel_access(
     chat: Chat, slug: str, caller: Account | None, *, token: str | None = None
 ) -> Access:
-    """Return the caller's access to channel ``slug``; a valid playback token (``?token=``)
-    opens a private channel for viewing. Raises NotFound for an unknown channel."""
-    found, access = await access_to(chat.db, slug, caller)
+    """Return the caller's access to channel ``slug`` as the database has it now; a valid
+    playback token (``?token=``) opens a private channel for viewing. Raises NotFound for an
+    unknown channel. For moderation and posting over HTTP; viewers use ``viewer_access``."""
+    found, access = await access_to(chat.db, _known_slug(slug), caller)
     return with_token(access, chat.core.secret_key, token, tokens.channel_target(found.id))
+
+
+async def viewer_access(
+    chat: Chat, lookups: Lookups, slug: str, caller: Account | None, *, token: str | None = None
+) -> Access:
+    """Return the caller's access to channel ``slug`` from this process's caches.
+
+    The channel (id, owner, visibility) comes from ``lookups``, the caller's moderator grant
+    from the channel's roster (``Rules.member``); once warm, a join reads nothing, and
+    concurrent misses share one query per slug and one per channel. Raises NotFound for an
+    unknown channel (cached too).
+    """
+    found = await lookups.channel(_known_slug(slug))
+    if found is None:
+        raise NotFound("channel not found")
+    grant = None
+    if caller is not None:
+        grant = (await chat.rules.member(found.channel_id, caller.id)).grant
+    access = Access(found.channel_id, found.owner_id, found.visibility, caller, moderator=grant)
+    return with_token(access, chat.core.secret_key, token, tokens.channel_target(found.channel_id))
 
 
 async def require_reader(chat: Chat, access: Access) -> ChannelRules:
