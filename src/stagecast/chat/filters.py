@@ -4,7 +4,9 @@ Only RE2 is used (no backtracking engine), so no pattern can stall the process: 
 linear in the message length, backreferences and look-arounds do not compile, and every
 compiled program is capped in memory (``PATTERN_MEMORY`` alone, ``SET_MEMORY`` for a channel's
 whole set). Messages and literals are NFKC-normalised and compared case-insensitively, so
-full-width or compatibility look-alikes do not slip past a literal.
+full-width or compatibility look-alikes do not slip past a literal, and every format character
+(Unicode category Cf: zero-width spaces and joiners, soft hyphens, word joiners, direction
+marks, tags) is removed first, so an invisible one inside a word does not hide it.
 """
 
 from __future__ import annotations
@@ -52,9 +54,17 @@ def _options(max_mem: int) -> re2.Options:
     return options
 
 
+def without_format(text: str) -> str:
+    """Return ``text`` without its format characters (Unicode category Cf)."""
+    if text.isascii():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def normalise(text: str) -> str:
-    """Return ``text`` as filters see it: NFKC (full-width and ligature forms folded)."""
-    return unicodedata.normalize("NFKC", text)
+    """Return ``text`` as filters see it: without format characters, then NFKC (full-width and
+    ligature forms folded; NFKC makes no format character out of any other)."""
+    return unicodedata.normalize("NFKC", without_format(text))
 
 
 def to_regex(kind: str, pattern: str) -> str:
@@ -73,7 +83,7 @@ def validate(kind: str, pattern: str, action: str) -> str:
         raise InvalidFilter(f"kind must be one of {', '.join(FILTER_KINDS)}")
     if action not in FILTER_ACTIONS:
         raise InvalidFilter(f"action must be one of {', '.join(FILTER_ACTIONS)}")
-    cleaned = pattern.strip()
+    cleaned = without_format(pattern).strip()  # a message never has them when matched
     limit = MAX_PATTERN if kind == "pattern" else MAX_LITERAL
     if not 1 <= len(cleaned) <= limit:
         raise InvalidFilter(f"a {kind} filter must be 1-{limit} characters")

@@ -28,6 +28,10 @@ NONCE_MAX = 64
 _NONCE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 # Bidirectional embeddings, overrides and isolates: invisible, and used to spoof text direction.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ZWJ = "\u200d"
+_VS16 = "\ufe0f"  # emoji presentation selector, part of many emoji sequences
+_BLACK_FLAG = "\U0001f3f4"  # a subdivision flag is this, tag characters, then a cancel tag
+_TAGS = ("\U000e0020", "\U000e007f")
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,15 @@ class OnAirMark:
 
 
 def clean_body(body: object, max_length: int) -> str:
-    """Return ``body`` trimmed. Raises Unprocessable unless 1..max_length code points of text.
+    """Return ``body`` trimmed, format characters removed (``strip_format``). Raises
+    Unprocessable unless 1..max_length code points of text remain.
 
-    Control characters, lone surrogates and bidirectional overrides are refused; the text is
-    otherwise stored raw (it is escaped on output, never here).
+    Control characters, lone surrogates and bidirectional embeddings, overrides and isolates
+    are refused; the text is otherwise stored raw (it is escaped on output, never here).
     """
     if not isinstance(body, str):
         raise Unprocessable("body must be a string")
-    text = body.strip()
+    text = strip_format(body).strip()
     if not text:
         raise Unprocessable("message is empty")
     if len(text) > max_length:
@@ -68,6 +73,40 @@ def clean_body(body: object, max_length: int) -> str:
         if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI_CONTROLS:
             raise Unprocessable("message contains control characters")
     return text
+
+
+def strip_format(text: str) -> str:
+    """Return ``text`` without its invisible format characters (Unicode category Cf).
+
+    Zero-width spaces and joiners, soft hyphens, word joiners, direction marks and the like
+    change nothing a reader sees, but split a word for a filter or make two names look equal.
+    Kept: the zero-width joiner inside an emoji sequence and the tags of a subdivision flag,
+    which make one glyph of several; and the bidirectional controls, which ``clean_body``
+    refuses. Filters match the text with every Cf removed (``filters.normalise``).
+    """
+    if text.isascii():
+        return text
+    kept: list[str] = []
+    for at, char in enumerate(text):
+        visible = unicodedata.category(char) != "Cf" or char in _BIDI_CONTROLS
+        if visible or (kept and _joins(char, kept[-1], text[at + 1 : at + 2])):
+            kept.append(char)
+    return "".join(kept)
+
+
+def _joins(char: str, before: str, after: str) -> bool:
+    """Tell whether format character ``char`` between ``before`` and ``after`` (a character,
+    or "" at the end) joins an emoji sequence or continues a subdivision flag."""
+    if char == _ZWJ:
+        return _emoji(before) and _emoji(after)
+    if _TAGS[0] <= char <= _TAGS[1]:
+        return before == _BLACK_FLAG or _TAGS[0] <= before <= _TAGS[1]
+    return False
+
+
+def _emoji(char: str) -> bool:
+    """Tell whether ``char`` may stand on either side of a joiner in an emoji sequence."""
+    return char == _VS16 or (char != "" and unicodedata.category(char) in ("So", "Sk"))
 
 
 def clean_nonce(nonce: object) -> str | None:
