@@ -8,14 +8,18 @@ anything else (another status, a timeout, a refused address) is retried after
 ``min(cap, base * 2^(n-1))`` seconds, with up to half of that taken off at random so a receiver
 that was down is not hit by every retry at once, until ``attempts`` attempts have failed.
 
-SSRF care: only http and https; the host name is resolved before each attempt and, unless
-``webhook_allow_private`` is set, every address must be public; redirects are not followed;
-the whole attempt has a timeout; the response body is never read.
+SSRF care: only http and https; the host name is resolved once before each attempt and,
+unless ``webhook_allow_private`` is set, every address it has must be public (IPv4 carried in
+IPv6 judged as IPv4); the attempt then connects to the address that was checked — never to a
+second lookup a rebinding name server could answer differently — with the name in the
+``Host`` header and as the TLS server name (the certificate is verified against it);
+redirects are not followed; the whole attempt has a timeout; the response body is never read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import random
@@ -23,7 +27,6 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import insert, select
@@ -179,24 +182,56 @@ async def record(db: Database, held: Claimed, outcome: Outcome, policy: Policy) 
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="record_delivery")
 
 
-async def _refusal(url: str, allow_private: bool) -> str | None:
-    """Return why ``url`` may not be called now (a scheme or a private address), or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "only http and https URLs are called"
-    if allow_private:
-        return None
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt connects: the URL with the checked address, and the name it had."""
+
+    url: httpx.URL
+    host_header: str | None  # None when the URL named an IP itself
+    server_name: str | None  # TLS SNI and certificate name (https with a host name)
+
+
+class Refused(Exception):
+    """A URL that may not be called now (its scheme, or the addresses its name has)."""
+
+
+async def target(url: str, allow_private: bool) -> Target:
+    """Resolve ``url``'s host once and return where to connect; raise Refused if it may not.
+
+    Unless ``allow_private``, every address of the name must be public; the first is used.
+    """
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, port, type=socket.SOCK_STREAM
-        )
-    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode
-        return f"cannot resolve {parts.hostname}: {getattr(exc, 'strerror', None) or exc}"
-    for info in infos:
-        if not is_public_address(str(info[4][0])):
-            return f"{parts.hostname} resolves to a non-public address"
-    return None
+        parsed = httpx.URL(url)
+        name = parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError) as exc:  # a host IDNA cannot encode
+        raise Refused(f"not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not name:
+        raise Refused("only http and https URLs are called")
+    if _is_ip(parsed.host):
+        if not allow_private and not is_public_address(parsed.host):
+            raise Refused(f"{parsed.host} is a non-public address")
+        return Target(parsed, None, None)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise Refused(f"cannot resolve {name}: {getattr(exc, 'strerror', None) or exc}") from exc
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise Refused(f"cannot resolve {name}")
+    if not allow_private and not all(is_public_address(a) for a in addresses):
+        raise Refused(f"{name} resolves to a non-public address")
+    host_header = name if parsed.port is None else f"{name}:{parsed.port}"
+    sni = name if parsed.scheme == "https" else None
+    return Target(parsed.copy_with(host=addresses[0]), host_header, sni)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def send(client: httpx.AsyncClient, held: Claimed, policy: Policy) -> Outcome:
@@ -204,24 +239,34 @@ async def send(client: httpx.AsyncClient, held: Claimed, policy: Policy) -> Outc
     started = time.perf_counter()
     try:
         async with asyncio.timeout(policy.timeout):
-            refused = await _refusal(held.url, policy.allow_private)
-            if refused is not None:
-                return Outcome(None, refused, time.perf_counter() - started)
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": f"Stagecast-Webhooks/{__version__}",
-                EVENT_HEADER: held.event,
-                DELIVERY_HEADER: str(held.id),
-                SIGNATURE_HEADER: signature(held.secret, held.body, int(time.time())),
-            }
-            request = client.build_request("POST", held.url, content=held.body, headers=headers)
-            response = await client.send(request, stream=True)
+            try:
+                where = await target(held.url, policy.allow_private)
+            except Refused as exc:
+                return Outcome(None, str(exc), time.perf_counter() - started)
+            response = await client.send(_request(client, held, where), stream=True)
             await response.aclose()  # the body is of no interest and may be large
     except TimeoutError:
         return Outcome(None, f"no answer within {policy.timeout:g} s", policy.timeout)
     except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as exc:
         return Outcome(None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
     return Outcome(response.status_code, None, time.perf_counter() - started)
+
+
+def _request(client: httpx.AsyncClient, held: Claimed, where: Target) -> httpx.Request:
+    """Build the signed POST of ``held`` to the checked address of ``where``."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"Stagecast-Webhooks/{__version__}",
+        EVENT_HEADER: held.event,
+        DELIVERY_HEADER: str(held.id),
+        SIGNATURE_HEADER: signature(held.secret, held.body, int(time.time())),
+    }
+    if where.host_header is not None:
+        headers["Host"] = where.host_header
+    extensions = {"sni_hostname": where.server_name} if where.server_name else None
+    return client.build_request(
+        "POST", where.url, content=held.body, headers=headers, extensions=extensions
+    )
 
 
 # -- the delivery log ------------------------------------------------------------------------

@@ -214,7 +214,9 @@ class WebhookDispatcher:
             follow_redirects=False,
             trust_env=False,
             timeout=httpx.Timeout(self.policy.timeout),
-            limits=httpx.Limits(max_connections=_BATCH, max_keepalive_connections=_BATCH),
+            # No pooled connections: each attempt connects to the address it has just
+            # checked, and a TLS connection is not reused for another name on the same IP.
+            limits=httpx.Limits(max_connections=_BATCH, max_keepalive_connections=0),
         )
         await self.watch.start()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")

@@ -77,11 +77,36 @@ def verify(
 # -- validation ------------------------------------------------------------------------------
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: site-local translators
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address an IPv6 one stands for (mapped, compatible, NAT64, 6to4)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def is_public_address(address: str) -> bool:
-    """Tell whether ``address`` (an IP literal) is a public unicast address."""
+    """Tell whether ``address`` (an IP literal) is a public unicast address.
+
+    An IPv6 address that carries an IPv4 one (``::ffff:a.b.c.d``, ``::a.b.c.d``, NAT64
+    ``64:ff9b::/96``, 6to4 ``2002::/16``) is judged by that IPv4 address as well; local-use
+    NAT64 (``64:ff9b:1::/48``) is never public. Raises ValueError for a non-IP string.
+    """
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
 
 
