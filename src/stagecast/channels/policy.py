@@ -57,8 +57,13 @@ class Access:
 
     @property
     def is_owner(self) -> bool:
-        """Tell whether the caller owns the channel."""
-        return self.account is not None and self.account.id == self.owner_id
+        """Tell whether the caller owns the channel and may still broadcast.
+
+        A demoted owner (role viewer) keeps the channel's rows but none of its powers, until
+        promoted again: to the policy they are a viewer like any other.
+        """
+        account = self.account
+        return account is not None and account.id == self.owner_id and account.can_broadcast
 
     @property
     def is_admin(self) -> bool:

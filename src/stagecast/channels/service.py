@@ -350,8 +350,22 @@ async def rotate_key(db: Database, slug: str) -> tuple[Channel, str]:
     return rotated, key.value
 
 
+class NotBroadcasting(Forbidden):
+    """A valid stream key whose channel's owner may no longer broadcast (demoted)."""
+
+    code = "not_broadcasting"
+
+
+# Who may own and feed channels: the roles ``Account.can_broadcast`` accepts, for queries.
+BROADCASTING_ROLES = ("admin", "broadcaster")
+
+
 async def verify_stream_key(db: Database, key: str) -> KeyMatch | None:
-    """Return the channel ``key`` opens, or None. One indexed lookup, one constant-time compare."""
+    """Return the channel ``key`` opens, or None. One indexed lookup, one constant-time compare.
+
+    Raises NotBroadcasting (403) if the key is right but the owner's role no longer lets
+    them broadcast: a role change takes effect on the next publish or push.
+    """
     parsed = parse_credential(key)
     if parsed is None:
         return None
@@ -369,13 +383,18 @@ async def verify_stream_key(db: Database, key: str) -> KeyMatch | None:
                     channel.c.title,
                     channel.c.latency,
                     channel.c.key_hash,
-                ).where(channel.c.key_lookup == lookup_id)
+                    account.c.role,
+                )
+                .join(account, account.c.id == channel.c.owner_id)
+                .where(channel.c.key_lookup == lookup_id)
             )
         ).one_or_none()
 
     row = await db.run(unit, kind=Kind.READ, name="verify_stream_key")
     if row is None or not secret_matches(secret, row.key_hash):
         return None
+    if row.role not in BROADCASTING_ROLES:
+        raise NotBroadcasting("the channel's owner may not broadcast")
     return KeyMatch(
         row.id,
         row.slug,
@@ -406,11 +425,16 @@ async def announce_rotation(bus: Bus, rotated: Channel) -> bool:
 
 
 async def key_versions(db: Database, channel_ids: list[int]) -> dict[int, int]:
-    """Return the current key version of each of ``channel_ids`` (missing: channel deleted)."""
+    """Return the current key version of each of ``channel_ids`` whose key still opens it.
+
+    Missing from the result: the channel was deleted, or its owner may no longer broadcast.
+    """
 
     async def unit(conn: AsyncConnection) -> dict[int, int]:
         rows = await conn.execute(
-            select(channel.c.id, channel.c.key_version).where(channel.c.id.in_(channel_ids))
+            select(channel.c.id, channel.c.key_version)
+            .join(account, account.c.id == channel.c.owner_id)
+            .where(channel.c.id.in_(channel_ids), account.c.role.in_(BROADCASTING_ROLES))
         )
         return {int(r.id): int(r.key_version) for r in rows}
 

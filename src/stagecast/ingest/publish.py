@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from stagecast.channels.service import verify_stream_key
+from stagecast.channels.service import NotBroadcasting, verify_stream_key
 from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.ingest.rtmp.handler import BAD_CONNECTION, BAD_NAME
@@ -76,6 +76,8 @@ class RtmpIngest:
             raise PublishRefused(BAD_NAME, f"unknown application {app!r}; publish to /live")
         try:
             match = await verify_stream_key(self._db, stream_key)
+        except NotBroadcasting as exc:
+            raise PublishRefused(BAD_NAME, exc.message) from exc
         except StagecastError as exc:
             raise PublishRefused(BAD_CONNECTION, "service unavailable, try again") from exc
         if match is None:

@@ -388,17 +388,29 @@ class LiveManager:
         return ended
 
     async def check_keys(self) -> int:
-        """Cut off publishers whose stream key was rotated since they connected; return count.
+        """Cut off publishers whose stream key was rotated or revoked; return how many.
 
         The rotation's announcement on the bus does this at once; this check (every sweep)
-        catches rotations whose announcement was lost, or made where there is no bus (the CLI).
+        catches rotations whose announcement was lost, or made where there is no bus (the CLI),
+        and keys that open nothing any more (channel deleted, owner demoted to viewer).
         """
         publishing = [cid for cid, held in self._held.items() if held.kick is not None]
         if not publishing:
             return 0
         kicked = 0
-        for channel_id, version in (await channels.key_versions(self.db, publishing)).items():
+        versions = await channels.key_versions(self.db, publishing)
+        for channel_id, version in versions.items():
             kicked += await self._rotated(KeyRotated(channel_id, version))
+        for channel_id in set(publishing) - versions.keys():
+            # The key opens nothing any more: the channel is gone, or its owner was demoted.
+            held = self._held.get(channel_id)
+            if held is None or held.kick is None:
+                continue
+            log.info("session %s: the stream key was revoked; disconnecting", held.session.id)
+            kick, held.kick = held.kick, None
+            with contextlib.suppress(Exception):
+                await kick("stream key revoked")
+            kicked += 1
         return kicked
 
     async def _watch_rotations(self, subscription: Subscription) -> None:
