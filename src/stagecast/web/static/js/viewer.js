@@ -68,7 +68,9 @@
     offline.hidden = playable;
     if (playable && playingSession !== status.session_id) {
       if (player) player.destroy();
-      player = attachPlayer(video, withViewer(status.master_url), { live: true });
+      // The channel's latency picks the player's mode; a session keeps the setting it opened with,
+      // and a player in either mode plays either kind of playlist.
+      player = attachPlayer(video, withViewer(status.master_url), { live: true, latency: status.latency });
       playingSession = status.session_id;
       video.play().catch(() => {});
       heartbeat();

@@ -13,6 +13,7 @@
           el("span", { text: channel.slug }),
           el("span", { class: "badge", text: channel.visibility }),
           el("span", { class: "badge", text: channel.profile === "abr" ? "ABR ladder" : "passthrough" }),
+          el("span", { class: "badge", text: channel.latency === "standard" ? "standard latency" : "low latency" }),
           state)),
       el("div", { class: "actions" },
         el("a", { class: "button", href: path + "/live", text: "Dashboard" }),

@@ -52,6 +52,7 @@
     $("set-visibility").value = channel.visibility;
     $("set-profile").value = channel.profile;
     $("set-dvr").value = String(Math.round(channel.dvr_window_seconds / 60));
+    $("set-latency").value = channel.latency;
     $("share").hidden = channel.visibility !== "private";
   }
 
@@ -66,6 +67,7 @@
         visibility: $("set-visibility").value,
         profile: $("set-profile").value,
         dvr_window_seconds: Math.round(minutes * 60),
+        latency: $("set-latency").value,
       });
       showChannel(updated);
       studio.say("settings-status", "Saved.");
