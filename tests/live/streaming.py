@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
+import m3u8
 
 from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
@@ -108,3 +109,15 @@ async def wait_for_segments(
             if response.status_code == 200 and response.text.count("#EXTINF") >= count:
                 return response.text
             await asyncio.sleep(0.2)
+
+
+def parse_live(text: str) -> m3u8.M3U8:
+    """Parse a live playlist; the parts of the segment being made (LL-HLS) are left out.
+
+    The m3u8 library lists them as a last segment without a URI or duration; the tests here
+    look at whole segments (the parts are checked in tests/live/test_lowlatency.py).
+    """
+    playlist = m3u8.loads(text)
+    whole = [segment for segment in playlist.segments if segment.uri]
+    playlist.segments = m3u8.SegmentList(whole)
+    return playlist

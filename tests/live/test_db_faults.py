@@ -33,7 +33,7 @@ from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage
 from tests.auth.test_api import bearer
 from tests.conftest import PG_URL, _asyncpg_dsn, make_settings, serve
-from tests.live.streaming import make_channel, publish, wait_for, wait_for_segments
+from tests.live.streaming import make_channel, parse_live, publish, wait_for, wait_for_segments
 
 
 @contextlib.asynccontextmanager
@@ -215,7 +215,7 @@ async def _first_variant(http: httpx.AsyncClient, master_url: str) -> str:
     async with asyncio.timeout(30):
         while True:
             response = await http.get(master_url)
-            if response.status_code == 200 and (found := m3u8.loads(response.text).playlists):
+            if response.status_code == 200 and (found := parse_live(response.text).playlists):
                 return str(found[0].uri)
             await asyncio.sleep(0.2)
 
@@ -231,8 +231,8 @@ async def _wait_for_ready_vod(http: httpx.AsyncClient, token: str) -> int:
 
 async def _vod_playlist(http: httpx.AsyncClient, vod_id: int) -> m3u8.M3U8:
     master_url = f"/hls/vods/{vod_id}/master.m3u8"
-    master = m3u8.loads((await http.get(master_url)).text)
-    return m3u8.loads((await http.get(urljoin(master_url, master.playlists[0].uri))).text)
+    master = parse_live((await http.get(master_url)).text)
+    return parse_live((await http.get(urljoin(master_url, master.playlists[0].uri))).text)
 
 
 @pytest.mark.skipif(not PG_URL, reason="set STAGECAST_TEST_DATABASE_URL")

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 
 import av
 import httpx
-import m3u8
 import pytest
 
 from stagecast.auth import service as accounts
@@ -26,6 +25,7 @@ from tests.auth.test_api import bearer
 from tests.conftest import RunningServer, serve
 from tests.live.streaming import (
     make_channel,
+    parse_live,
     pattern_args,
     publish,
     wait_for,
@@ -75,7 +75,7 @@ async def test_rtmp_publish_becomes_standard_hls(
     async with publish(server, key, 9):
         status = await wait_for(http, "/api/v1/channels/show/live", lambda b: b["state"] == "live")
         master_text = (await http.get(status["master_url"])).text
-        master = m3u8.loads(master_text)
+        master = parse_live(master_text)
         assert "vs=" in master.playlists[0].uri  # players are counted by playback session...
         preview = (await http.get(status["master_url"] + "?preview=1")).text
         assert "vs=" not in preview  # ...but the studio's own preview is not
@@ -92,7 +92,7 @@ async def test_rtmp_publish_becomes_standard_hls(
     response = await http.get(media_url)
     assert response.headers["content-type"].startswith("application/vnd.apple.mpegurl")
     assert "no-cache" in response.headers["cache-control"]
-    playlist = m3u8.loads(text)
+    playlist = parse_live(text)
     assert playlist.target_duration >= max(math.floor(s.duration + 0.5) for s in playlist.segments)
     assert all(s.program_date_time is not None for s in playlist.segments)
     pdts = [s.program_date_time for s in playlist.segments]
@@ -110,7 +110,8 @@ async def test_rtmp_publish_becomes_standard_hls(
         assert abs(frames - seg.duration * 30) <= 2
         times.extend(seg_times)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert max(gaps) < 0.05  # continuous: no missing frames between segments
+    # Continuous: a missing frame would leave a gap of two frame durations (0.067 s).
+    assert max(gaps) < 0.06
 
 
 async def test_abr_ladder_serves_every_rendition(
@@ -124,7 +125,7 @@ async def test_abr_ladder_serves_every_rendition(
         )
         async with asyncio.timeout(30):
             while True:
-                master = m3u8.loads((await http.get(status["master_url"])).text)
+                master = parse_live((await http.get(status["master_url"])).text)
                 if len(master.playlists) == 3:
                     break
                 await asyncio.sleep(0.3)
@@ -146,12 +147,12 @@ async def test_reconnect_within_grace_continues_the_session(
     async with publish(server, key, 5) as second:
         again = await wait_for(http, "/api/v1/channels/flaky/live", lambda b: b["state"] == "live")
         assert again["session_id"] == status["session_id"]
-        master = m3u8.loads((await http.get(again["master_url"])).text)
+        master = parse_live((await http.get(again["master_url"])).text)
         url = f"/hls/flaky/{master.playlists[0].uri}"
         # A segment tagged EXT-X-DISCONTINUITY (the header's DISCONTINUITY-SEQUENCE is no sign).
         async with asyncio.timeout(30):
             while True:
-                playlist = m3u8.loads((await http.get(url)).text)
+                playlist = parse_live((await http.get(url)).text)
                 if any(s.discontinuity for s in playlist.segments):
                     break
                 await asyncio.sleep(0.3)
@@ -181,9 +182,9 @@ async def test_refusals_do_not_disturb_the_live_stream(
         )
         media_url = (
             "/hls/steady/"
-            + m3u8.loads((await http.get(status["master_url"])).text).playlists[0].uri
+            + parse_live((await http.get(status["master_url"])).text).playlists[0].uri
         )
-        before = m3u8.loads((await http.get(media_url)).text)
+        before = parse_live((await http.get(media_url)).text)
         for bad_key in ("0000000000000000_wrong", key):  # wrong key, then a second publisher
             rc = await _publish_once(port, bad_key)
             assert rc != 0
@@ -197,7 +198,7 @@ async def test_refusals_do_not_disturb_the_live_stream(
         writer2.close()
         async with asyncio.timeout(20):
             while True:
-                after = m3u8.loads((await http.get(media_url)).text)
+                after = parse_live((await http.get(media_url)).text)
                 last_after = after.media_sequence + len(after.segments)
                 if last_after > before.media_sequence + len(before.segments) + 1:
                     break
@@ -245,9 +246,9 @@ async def test_http_push_ingest_end_to_end(server: RunningServer, http: httpx.As
         status = await wait_for(
             http, "/api/v1/channels/pushed/live", lambda b: b["state"] == "live"
         )
-        master = m3u8.loads((await http.get(status["master_url"])).text)
+        master = parse_live((await http.get(status["master_url"])).text)
         text = await wait_for_segments(http, f"/hls/pushed/{master.playlists[0].uri}", 2)
-        assert m3u8.loads(text).segments[0].duration == pytest.approx(2.0, abs=0.1)
+        assert parse_live(text).segments[0].duration == pytest.approx(2.0, abs=0.1)
     finally:
         async with asyncio.timeout(20):
             await process.wait()
@@ -267,7 +268,7 @@ async def test_two_channels_live_at_once(server: RunningServer, http: httpx.Asyn
             status = await wait_for(
                 http, f"/api/v1/channels/{slug}/live", lambda b: b["state"] == "live"
             )
-            master = m3u8.loads((await http.get(status["master_url"])).text)
+            master = parse_live((await http.get(status["master_url"])).text)
             await wait_for_segments(http, f"/hls/{slug}/{master.playlists[0].uri}", 2)
     manager = server.runtime.live.manager
     assert len({s.id for s in manager.sessions()}) <= 2
@@ -295,7 +296,7 @@ async def test_private_channels_need_a_token_bound_to_them(
         assert (await http.get("/api/v1/channels/secret/live")).status_code == 404
         master = await http.get(f"/hls/secret/master.m3u8?token={good}")
         assert master.status_code == 200
-        variant = m3u8.loads(master.text).playlists[0].uri
+        variant = parse_live(master.text).playlists[0].uri
         assert f"?token={good}" in variant
         text = await wait_for_segments(http, f"/hls/secret/{variant}", 1)
         assert f"?token={good}" in text.split("#EXTINF")[1]

@@ -125,8 +125,11 @@ class _Quiet:
     async def init(self, name: str, data: bytes) -> None:
         raise AssertionError("no input was written, so no init can come out")
 
-    async def segment(self, name: str, data: bytes, file: Path) -> None:
-        raise AssertionError("no input was written, so no segment can come out")
+    async def fragment(self, name: str, data: bytes) -> None:
+        raise AssertionError("no input was written, so no fragment can come out")
+
+    async def end(self, name: str) -> None:
+        pass
 
     async def exited(self, exit: PackagerExit) -> None:
         self.exits.append(exit)
@@ -137,13 +140,13 @@ async def test_a_running_packager_does_not_grow_while_it_waits_for_ffmpeg(
 ) -> None:
     """A packager polling a live ffmpeg keeps no memory per poll (24/7: 864,000 polls a day)."""
     quiet = _Quiet()
-    command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
+    command, names = ladder.passthrough(FFMPEG)
     packager = Packager(
         command,
         names,
-        tmp_path / "out",
         on_init=quiet.init,
-        on_segment=quiet.segment,
+        on_fragment=quiet.fragment,
+        on_end=quiet.end,
         on_exit=quiet.exited,
         stall_after=20,
     )

@@ -1,4 +1,7 @@
-"""The packager: a real ffmpeg turns FLV on stdin into whole CMAF segments, and is supervised."""
+"""The packager: a real ffmpeg turns FLV on stdin into fMP4 fragments on pipes, and is supervised.
+
+Fragments are cut into parts and segments by ``live.parts.Cutter``, as the session does.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from pathlib import Path
 from stagecast.live import ladder
 from stagecast.live.fmp4 import parse_init, parse_segment
 from stagecast.live.packager import Packager, PackagerExit, PackagerGone
+from stagecast.live.parts import Cutter, Part, SegmentEnd, part_target_for
 from tests.live.conftest import FFMPEG
 
 
@@ -17,27 +21,47 @@ class Collector:
     def __init__(self) -> None:
         self.inits: dict[str, bytes] = {}
         self.segments: list[tuple[str, bytes]] = []
+        self.parts: list[tuple[str, Part]] = []
+        self.ended: list[str] = []
         self.exits: list[PackagerExit] = []
+        self._cutters: dict[str, Cutter] = {}
+        self._open: dict[str, list[bytes]] = {}
 
     async def init(self, name: str, data: bytes) -> None:
         self.inits[name] = data
 
-    async def segment(self, name: str, data: bytes, file: Path) -> None:
-        self.segments.append((name, data))
+    async def fragment(self, name: str, data: bytes) -> None:
+        init = parse_init(self.inits[name])
+        info = parse_segment(data, init)
+        if name not in self._cutters:
+            frame = info.duration / info.video_frames if info.video_frames else info.duration
+            self._cutters[name] = Cutter(part_target_for(frame), 2.0, has_video=True)
+        self._take(name, self._cutters[name].push(data, info))
+
+    def _take(self, name: str, cuts: list[Part | SegmentEnd]) -> None:
+        for cut in cuts:
+            if isinstance(cut, Part):
+                self.parts.append((name, cut))
+                self._open.setdefault(name, []).append(cut.data)
+            else:
+                self.segments.append((name, b"".join(self._open.pop(name, []))))
+
+    async def end(self, name: str) -> None:
+        self.ended.append(name)
+        if name in self._cutters:
+            self._take(name, self._cutters[name].finish())
 
     async def exited(self, exit: PackagerExit) -> None:
         self.exits.append(exit)
 
-    def packager(
-        self, command: list[str], names: list[str], out: Path, *, stall_after: float
-    ) -> Packager:
-        """Return a packager that reports its inits, segments and exit here."""
+    def packager(self, command: list[str], names: list[str], *, stall_after: float) -> Packager:
+        """Return a packager that reports its inits, fragments and exit here."""
         return Packager(
             command,
             names,
-            out,
             on_init=self.init,
-            on_segment=self.segment,
+            on_fragment=self.fragment,
+            on_end=self.end,
             on_exit=self.exited,
             stall_after=stall_after,
         )
@@ -49,10 +73,10 @@ async def _feed(packager: Packager, data: bytes, chunk: int = 64 * 1024) -> None
 
 
 async def test_passthrough_produces_whole_segments_in_order(tmp_path: Path, flv_file: Path) -> None:
-    """Six seconds of 2 s GOPs become an init and ~3 segments of ~2 s, then a clean exit."""
+    """Six seconds of 2 s GOPs become an init, frame-aligned parts and 3 segments of ~2 s."""
     got = Collector()
-    command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = got.packager(command, names, tmp_path / "out", stall_after=20)
+    command, names = ladder.passthrough(FFMPEG)
+    packager = got.packager(command, names, stall_after=20)
     await packager.start()
     await _feed(packager, flv_file.read_bytes())
     await packager.finish()
@@ -63,7 +87,16 @@ async def test_passthrough_produces_whole_segments_in_order(tmp_path: Path, flv_
     durations = [parse_segment(data, init).duration for _, data in got.segments]
     assert len(durations) == 3
     assert abs(sum(durations) - 6.0) < 0.1
-    assert not (tmp_path / "out").exists()  # scratch files are cleaned up
+    assert got.ended == ["source"]
+    # Parts of 10 frames at 30 fps; every segment starts with an independent part.
+    target = part_target_for(1 / 30)
+    assert target.seconds == 0.334
+    lengths = [part.duration for _, part in got.parts]
+    assert max(lengths) <= target.seconds + 0.0015
+    assert sum(1 for _, part in got.parts if part.first) == 3
+    assert all(part.independent for _, part in got.parts if part.first)
+    for _, data in got.segments:
+        assert parse_segment(data, init).starts_with_keyframe
 
 
 async def test_abr_ladder_has_aligned_renditions(tmp_path: Path) -> None:
@@ -72,9 +105,9 @@ async def test_abr_ladder_has_aligned_renditions(tmp_path: Path) -> None:
 
     source = make_flv(tmp_path / "hd.flv", seconds=6, size="1280x720")
     got = Collector()
-    command, names = ladder.abr(FFMPEG, tmp_path / "out", 2.0, source_height=720, has_audio=True)
+    command, names = ladder.abr(FFMPEG, source_height=720, has_audio=True)
     assert names == ["source", "480p", "360p"]
-    packager = got.packager(command, names, tmp_path / "out", stall_after=30)
+    packager = got.packager(command, names, stall_after=30)
     await packager.start()
     await _feed(packager, source.read_bytes())
     await packager.finish()
@@ -98,8 +131,8 @@ async def test_abr_ladder_has_aligned_renditions(tmp_path: Path) -> None:
 async def test_a_crashed_ffmpeg_is_reported_once_with_its_stderr(tmp_path: Path) -> None:
     """Garbage input makes ffmpeg exit; the exit is reported once, writes then fail fast."""
     got = Collector()
-    command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = got.packager(command, names, tmp_path / "out", stall_after=20)
+    command, names = ladder.passthrough(FFMPEG)
+    packager = got.packager(command, names, stall_after=20)
     await packager.start()
     try:
         await packager.write(b"this is not an flv stream" * 100)
@@ -122,8 +155,8 @@ async def test_a_crashed_ffmpeg_is_reported_once_with_its_stderr(tmp_path: Path)
 async def test_a_stalled_ffmpeg_is_killed(tmp_path: Path, flv_file: Path) -> None:
     """Input that keeps coming without producing segments gets ffmpeg killed as stalled."""
     got = Collector()
-    command, names = ladder.passthrough(FFMPEG, tmp_path / "out", 2.0)
-    packager = got.packager(command, names, tmp_path / "out", stall_after=1.0)
+    command, names = ladder.passthrough(FFMPEG)
+    packager = got.packager(command, names, stall_after=1.0)
     await packager.start()
     header = flv_file.read_bytes()[:13]  # a valid FLV header, then nothing useful
     await packager.write(header)
@@ -138,4 +171,5 @@ async def test_a_stalled_ffmpeg_is_killed(tmp_path: Path, flv_file: Path) -> Non
 
     async with asyncio.timeout(20):
         await trickle()
+        await packager.exited.wait()
     assert got.exits[0].reason == "stalled"

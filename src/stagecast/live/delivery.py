@@ -16,6 +16,7 @@ channel who comes with a session cookie instead of a token (their account is loo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -25,21 +26,27 @@ from urllib.parse import urlencode
 
 from stagecast.auth.service import Account
 from stagecast.channels import tokens
-from stagecast.errors import NotFound
+from stagecast.errors import BadRequest, NotFound, ServiceUnavailable
 from stagecast.fastpath import MediaRequest, Reply, matches
 from stagecast.live.hooks import ViewEvent
+from stagecast.live.lowlatency import LowLatencyPlaylist
 from stagecast.live.playlists import Rendered
 from stagecast.live.runtime import Live
 from stagecast.live.service import ChannelLive
+from stagecast.live.session import LiveSession
 from stagecast.live.storage import StorageError, media_path, session_path
 
 log = logging.getLogger(__name__)
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _MEDIA_FILE = re.compile(r"^(init-\d{1,6}\.mp4|seg-\d{8,10}\.m4s)$")
+_PART_FILE = re.compile(r"^part-(\d{8,10})\.m4s$")
 _RENDITION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SESSION = re.compile(r"^s([1-9][0-9]{0,18})$")
-_PLAYLIST_HEADERS = {"Cache-Control": "no-cache, max-age=1"}
+# The master carries each viewer's own ``vs``: a shared cache must not hand it to another.
+_MASTER_CACHE = "private, no-cache"
+_DIRECTIVES = frozenset({"_HLS_msn", "_HLS_part", "_HLS_skip"})
+_MAX_NUMBER = 10**12
 _VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _TOKEN_MAX = 1024
 
@@ -63,11 +70,22 @@ async def answer(live: Live, request: MediaRequest, identify: Identify) -> Reply
             return await _media_file(
                 live, request, parts[2], session_id, rendition, filename, identify
             )
+        part = _PART_FILE.fullmatch(filename)
+        if part is not None:
+            return await _part_file(
+                live, request, parts[2], session_id, rendition, int(part.group(1)), identify
+            )
     raise NotFound("not found")
 
 
 def _playlist(
-    rendered: Rendered, if_none_match: str | None, token: str | None, viewer: str | None = None
+    rendered: Rendered,
+    if_none_match: str | None,
+    token: str | None,
+    viewer: str | None = None,
+    *,
+    scope: str = "public",
+    cache: str | None = None,
 ) -> Reply:
     """Answer with ``rendered`` (its query carried into every URI), or 304 if it is current.
 
@@ -79,7 +97,7 @@ def _playlist(
     if carried:
         digest = hashlib.blake2b(urlencode(carried).encode(), digest_size=8).hexdigest()
         etag = f'{etag[:-1]}-{digest}"'
-    headers = {**_PLAYLIST_HEADERS, "ETag": etag}
+    headers = {"Cache-Control": cache or f"{scope}, max-age=1", "ETag": etag}
     if matches(if_none_match, etag):
         return Reply.not_modified(headers)
     body = tokens.carry(rendered.text, carried).encode() if carried else rendered.body
@@ -115,11 +133,12 @@ async def _master(live: Live, request: MediaRequest, slug: str, identify: Identi
         rendered = local.master()
         if rendered is None:
             raise NotFound("the stream is starting")
-        return _playlist(rendered, request.if_none_match, token, viewer)
+        return _playlist(rendered, request.if_none_match, token, viewer, cache=_MASTER_CACHE)
     if found.session_id is None:
         raise NotFound("the channel is offline")
     path = session_path(found.channel_id, found.session_id, "master.m3u8")
-    return _playlist(await _stored(live, path), request.if_none_match, token, viewer)
+    stored = await _stored(live, path)
+    return _playlist(stored, request.if_none_match, token, viewer, cache=_MASTER_CACHE)
 
 
 async def _media_playlist(
@@ -141,12 +160,12 @@ async def _media_playlist(
         _count_view(live, ViewEvent(session_id, found.channel_id, vs))
     local = live.manager.local(found.channel_id)
     if local is not None and local.id == session_id:
-        rendered = local.playlist(rendition)
-        if rendered is None:
-            raise NotFound("no such rendition")
-        return _playlist(rendered, request.if_none_match, token)
+        return await _local_playlist(live, request, local, rendition, found, token)
+    if request.query.keys() & _DIRECTIVES:
+        raise BadRequest("this server does not hold the stream: reload without _HLS_ directives")
     path = media_path(found.channel_id, session_id, rendition, "index.m3u8")
-    return _playlist(await _stored(live, path), request.if_none_match, token)
+    scope = "private" if found.visibility == "private" else "public"
+    return _playlist(await _stored(live, path), request.if_none_match, token, scope=scope)
 
 
 async def _media_file(
@@ -178,6 +197,129 @@ async def _media_file(
     except StorageError as exc:
         raise NotFound("not found") from exc
     return Reply.from_file(path, media_type, headers)
+
+
+async def _local_playlist(
+    live: Live,
+    request: MediaRequest,
+    session: LiveSession,
+    rendition: str,
+    found: ChannelLive,
+    token: str | None,
+) -> Reply:
+    """Serve a playlist of a session held here: blocking reloads and delta updates (LL-HLS)."""
+    playlist = session.media_playlist(rendition)
+    if playlist is None:
+        raise NotFound("no such rendition")
+    msn = request.number("_HLS_msn", maximum=_MAX_NUMBER)
+    part = request.number("_HLS_part", maximum=_MAX_NUMBER)
+    skip = _skip(request.query.get("_HLS_skip"))
+    if part is not None and msn is None:
+        raise BadRequest("_HLS_part needs _HLS_msn")
+    scope = "private" if found.visibility == "private" else "public"
+    if not playlist.low_latency:
+        if msn is not None or skip:
+            raise BadRequest("this stream is not low-latency: no _HLS_ directives")
+        return _playlist(playlist.rendered(), request.if_none_match, token, scope=scope)
+    if msn is not None:
+        await _hold(live, request, session, rendition, playlist, msn, part)
+    rendered = playlist.rendered_delta() if skip else playlist.rendered()
+    cache = f"{scope}, max-age={3 * playlist.target_duration}" if msn is not None else "no-cache"
+    return _playlist(rendered, request.if_none_match, token, cache=cache)
+
+
+async def _hold(
+    live: Live,
+    request: MediaRequest,
+    session: LiveSession,
+    rendition: str,
+    playlist: LowLatencyPlaylist,
+    msn: int,
+    part: int | None,
+) -> None:
+    """Hold a blocking reload until the playlist has ``msn``/``part`` (draft 6.2.5.2).
+
+    400 for a request too far ahead, 503 once held past three target durations, 429 past the
+    bounds on held requests; answered at once when the session ends.
+    """
+    if playlist.has(msn, part):
+        return
+    target = playlist.part_target or 1.0
+    per_segment = max(1, round(session.deps.segment_seconds / target))
+    if playlist.too_far(msn, part, per_segment):
+        raise BadRequest("_HLS_msn/_HLS_part is too far ahead of the live edge")
+    await _held(
+        live,
+        request,
+        session,
+        rendition,
+        3.0 * playlist.target_duration,
+        lambda current: current.has(msn, part),
+    )
+
+
+async def _held(
+    live: Live,
+    request: MediaRequest,
+    session: LiveSession,
+    rendition: str,
+    limit: float,
+    ready: Callable[[LowLatencyPlaylist], bool],
+) -> None:
+    with live.holds.hold(request.client):
+        try:
+            async with asyncio.timeout(limit):
+                known = await session.wait_for(rendition, ready)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                "the stream did not reach the requested part in time", retry_after=1.0
+            ) from exc
+    if not known:
+        raise NotFound("no such rendition")
+
+
+def _skip(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value in ("YES", "v2"):  # v2 also skips date ranges: there are none to skip
+        return True
+    raise BadRequest("_HLS_skip must be YES or v2")
+
+
+async def _part_file(
+    live: Live,
+    request: MediaRequest,
+    slug: str,
+    session_id: int,
+    rendition: str,
+    number: int,
+    identify: Identify,
+) -> Reply:
+    """Serve a part from memory; the next part (the preload hint) is held until it exists."""
+    token = request.text("token", max_length=_TOKEN_MAX)
+    found = await _current(live, slug, session_id, token, identify)
+    local = live.manager.local(found.channel_id)
+    if local is None or local.id != session_id:
+        raise NotFound("parts are served by the process that holds the stream")
+    playlist = local.media_playlist(rendition)
+    if playlist is None or not playlist.low_latency:
+        raise NotFound("no such part")
+    if number == playlist.next_part and not local.ended:
+        await _held(
+            live,
+            request,
+            local,
+            rendition,
+            3.0 * playlist.target_duration,
+            lambda current: current.next_part > number,
+        )
+    data = local.part_data(rendition, number)
+    if data is None:
+        raise NotFound("no such part (not yet made, or no longer held)")
+    scope = "private" if found.visibility == "private" else "public"
+    return Reply.of(
+        data, "video/iso.segment", {"Cache-Control": f"{scope}, max-age=31536000, immutable"}
+    )
 
 
 def _count_view(live: Live, event: ViewEvent) -> None:

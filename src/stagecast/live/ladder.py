@@ -1,14 +1,13 @@
 """ffmpeg command lines: passthrough (copy) or an ABR ladder with keyframes aligned to the source.
 
-Every profile reads FLV on stdin and writes CMAF (fMP4) HLS into one directory per rendition,
-each segment written to a temporary name and renamed when complete, so a directory listing
-shows only whole segments.
+Every profile reads FLV on stdin and writes each rendition as fragmented MP4 (CMAF) to a pipe
+of its own, a fragment about every frame; the packager reads the pipes as ffmpeg writes them
+and ``live.parts`` cuts the fragments into parts and segments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -55,82 +54,73 @@ def _input_args(ffmpeg: str) -> list[str]:
     ]
 
 
-def _hls_args(segment_seconds: float, out: Path, pattern: str) -> list[str]:
+# ffmpeg flushes a fragment once a track holds this much since the last one (microseconds):
+# about one video frame per fragment at 25 to 30 fps, two at 50 to 60, which is what parts are
+# cut from (``live.parts``). Smaller would only add moof boxes; larger would coarsen parts.
+FRAGMENT_MICROSECONDS = 30_000
+FIRST_FD = 3  # rendition i writes to file descriptor FIRST_FD + i
+
+
+def _fmp4_args(fd: int) -> list[str]:
+    """Fragmented MP4 on pipe ``fd``: ftyp+moov first, then a moof+mdat about every frame."""
     return [
         "-f",
-        "hls",
-        "-hls_time",
-        f"{segment_seconds:g}",
-        "-hls_list_size",
-        "10",
-        "-hls_segment_type",
-        "fmp4",
-        "-hls_flags",
-        "+temp_file+independent_segments",
-        "-hls_fmp4_init_filename",
-        "init.mp4",
-        "-hls_segment_filename",
-        str(out / pattern / "seg-%d.m4s"),
-        str(out / pattern / "index.m3u8"),
+        "mp4",
+        "-movflags",
+        "+empty_moov+default_base_moof+frag_keyframe",
+        "-frag_duration",
+        str(FRAGMENT_MICROSECONDS),
+        "-flush_packets",
+        "1",
+        f"pipe:{fd}",
     ]
 
 
-def passthrough(ffmpeg: str, out: Path, segment_seconds: float) -> tuple[list[str], list[str]]:
-    """Return the command that copies the source into one ``source`` rendition, and its names."""
-    cmd = [
-        *_input_args(ffmpeg),
-        "-map",
-        "0:v?",
-        "-map",
-        "0:a?",
-        "-c",
-        "copy",
-        *_hls_args(segment_seconds, out, "source"),
-    ]
+def passthrough(ffmpeg: str) -> tuple[list[str], list[str]]:
+    """Return the command that copies the source into one ``source`` rendition, and its names.
+
+    The rendition comes out as fragmented MP4 on file descriptor ``FIRST_FD``.
+    """
+    cmd = [*_input_args(ffmpeg), "-map", "0:v?", "-map", "0:a?", "-c", "copy", *_fmp4_args(3)]
     return cmd, ["source"]
 
 
-def abr(
-    ffmpeg: str, out: Path, segment_seconds: float, *, source_height: int | None, has_audio: bool
-) -> tuple[list[str], list[str]]:
+def abr(ffmpeg: str, *, source_height: int | None, has_audio: bool) -> tuple[list[str], list[str]]:
     """Return the ladder command (source copy plus smaller x264 rungs) and its rendition names.
 
-    Transcoded rungs force a keyframe wherever the source has one, so every rendition's
-    segments start at the same instants and players can switch between them.
+    Rendition i comes out as fragmented MP4 on file descriptor ``FIRST_FD + i``. Transcoded
+    rungs force a keyframe wherever the source has one, so every rendition's segments start
+    at the same instants and players can switch between them.
     """
     rungs = rungs_below(source_height)
     if not rungs:
-        return passthrough(ffmpeg, out, segment_seconds)
+        return passthrough(ffmpeg)
+    audio = ["-map", "0:a", "-c:a", "copy"] if has_audio else []
     labels = "".join(f"[v{i}]" for i in range(len(rungs)))
     scales = ";".join(f"[v{i}]scale=-2:{r.height}[s{i}]" for i, r in enumerate(rungs))
     cmd = [*_input_args(ffmpeg), "-filter_complex", f"[0:v]split={len(rungs)}{labels};{scales}"]
-    cmd += ["-map", "0:v"] + (["-map", "0:a"] if has_audio else [])
-    for i in range(len(rungs)):
-        cmd += ["-map", f"[s{i}]"] + (["-map", "0:a"] if has_audio else [])
-    cmd += ["-c:v:0", "copy"]
-    for i, rung in enumerate(rungs, start=1):
+    cmd += ["-map", "0:v", "-c:v", "copy", *audio, *_fmp4_args(FIRST_FD)]
+    for i, rung in enumerate(rungs):
         cmd += [
-            f"-c:v:{i}",
+            "-map",
+            f"[s{i}]",
+            "-c:v",
             "libx264",
-            f"-preset:v:{i}",
+            "-preset",
             "veryfast",
-            f"-b:v:{i}",
+            "-b:v",
             f"{rung.video_kbps}k",
-            f"-maxrate:v:{i}",
+            "-maxrate",
             f"{int(rung.video_kbps * 1.1)}k",
-            f"-bufsize:v:{i}",
+            "-bufsize",
             f"{rung.video_kbps * 2}k",
-            f"-pix_fmt:v:{i}",
+            "-pix_fmt",
             "yuv420p",
+            "-force_key_frames",
+            "source",
+            "-sc_threshold",
+            "0",
+            *audio,
+            *_fmp4_args(FIRST_FD + 1 + i),
         ]
-    cmd += ["-force_key_frames", "source", "-sc_threshold", "0"]
-    if has_audio:
-        cmd += ["-c:a", "copy"]
-    names = ["source", *(r.name for r in rungs)]
-    streams = [
-        f"v:{i},a:{i},name:{name}" if has_audio else f"v:{i},name:{name}"
-        for i, name in enumerate(names)
-    ]
-    cmd += ["-var_stream_map", " ".join(streams)]
-    cmd += _hls_args(segment_seconds, out, "%v")
-    return cmd, names
+    return cmd, ["source", *(r.name for r in rungs)]

@@ -105,26 +105,20 @@ class FlvFeed:
         if not self._first_run:
             self.session.next_epoch()
         self._first_run = False
-        epoch = self.session.epoch
-        out = self._scratch / f"{self.session.id}-{epoch}-{time.monotonic_ns()}"
         height = self._metadata.get("height")
         source_height = int(height) if isinstance(height, int | float) and height > 0 else None
         if self.session.profile == "abr":
             command, names = ladder.abr(
-                self._ffmpeg,
-                out,
-                self._segment_seconds,
-                source_height=source_height,
-                has_audio=self._has_audio(),
+                self._ffmpeg, source_height=source_height, has_audio=self._has_audio()
             )
         else:
-            command, names = ladder.passthrough(self._ffmpeg, out, self._segment_seconds)
+            command, names = ladder.passthrough(self._ffmpeg)
         packager = Packager(
             command,
             names,
-            out,
             on_init=self._init,
-            on_segment=self._segment,
+            on_fragment=self.session.add_fragment,
+            on_end=self.session.end_fragments,
             on_exit=self._exited,
             stall_after=max(20.0, 5 * self._segment_seconds),
         )
@@ -141,9 +135,6 @@ class FlvFeed:
             await self.session.add_init(name, data)
         except MediaError as exc:
             log.warning("session %s: bad init segment from the packager: %s", self.session.id, exc)
-
-    async def _segment(self, name: str, data: bytes, file: Path) -> None:
-        await self.session.add_segment(name, data, file=file)
 
     async def _exited(self, exit: PackagerExit) -> None:
         if self._packager is not None and self._packager.exited.is_set():

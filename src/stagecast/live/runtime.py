@@ -8,13 +8,14 @@ manager, whose first sweep may end sessions a crash left behind (running every e
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from stagecast.core import Core
+from stagecast.live.holds import Holds
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.lookups import Lookups
 from stagecast.live.manager import LiveManager
@@ -29,6 +30,7 @@ class Live:
     hooks: SessionHooks
     manager: LiveManager
     lookups: Lookups
+    holds: Holds = field(default_factory=Holds)
 
 
 def open_live(core: Core) -> Live:

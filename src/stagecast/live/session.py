@@ -36,8 +36,9 @@ from stagecast.live.bandwidth import BandwidthStats
 from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.hot import HotMedia, MediaKey
+from stagecast.live.lowlatency import LowLatencyPlaylist, PartEntry, RenditionReport
+from stagecast.live.parts import Cutter, HeldParts, Part, PartTarget, SegmentEnd, part_target_for
 from stagecast.live.playlists import (
-    MediaPlaylist,
     Rendered,
     SegmentEntry,
     Variant,
@@ -82,7 +83,7 @@ class Rendition:
     """Per-rendition state: playlist, bandwidth, current init, next sequence."""
 
     name: str
-    playlist: MediaPlaylist
+    playlist: LowLatencyPlaylist
     bandwidth: BandwidthStats = field(default_factory=BandwidthStats)
     init: InitInfo | None = None
     init_epoch: int = -1
@@ -98,6 +99,17 @@ class Rendition:
     settled: dict[int, _Slot | None] = field(default_factory=dict)
     # What this rendition holds in HotMedia, oldest first: (sequence, key).
     hot: deque[tuple[int, MediaKey]] = field(default_factory=deque)
+    # LL-HLS: this epoch's fragments → parts and segments, the parts held, and the event set
+    # (and replaced) at every change of the playlist, which held requests wait on.
+    cutter: Cutter | None = None
+    parts: HeldParts = field(default_factory=HeldParts)
+    open_chunks: list[bytes] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def notify(self) -> None:
+        """Wake every request waiting for this rendition's playlist to change."""
+        self.changed.set()
+        self.changed = asyncio.Event()
 
 
 class LiveSession:
@@ -118,8 +130,11 @@ class LiveSession:
         dvr_seconds: float,
         epoch: int,
         next_sequences: dict[str, int],
+        low_latency: bool = True,
     ) -> None:
         self.deps = deps
+        self.low_latency = low_latency
+        self.part_target: PartTarget | None = None  # fixed at the first part, for the session
         self.id = row.id
         self.channel_id = row.channel_id
         self.slug = slug
@@ -154,12 +169,17 @@ class LiveSession:
         for rendition in self.renditions.values():
             rendition.discontinuity_pending = rendition.next_sequence > 0
             rendition.anchor = None
+            # A segment the last packager run left unfinished is never completed.
+            rendition.cutter = None
+            rendition.open_chunks = []
+            rendition.playlist.drop_open_parts()
+            rendition.notify()
         return self.epoch
 
     def _rendition(self, name: str) -> Rendition:
         rendition = self.renditions.get(name)
         if rendition is None:
-            playlist = MediaPlaylist(
+            playlist = LowLatencyPlaylist(
                 window_segments=self.deps.window_segments,
                 dvr_seconds=self.dvr_seconds,
                 # RFC 8216 6.2.1: the target duration should not change; start at the target.
@@ -223,6 +243,7 @@ class LiveSession:
             info = parse_segment(data, rendition.init)
         except MediaError as exc:
             self.segments_dropped += 1
+            rendition.playlist.drop_open_parts()  # their segment will never be listed
             log.warning("session %s dropped a %s segment: %s", self.id, name, exc)
             return False
         slot = self._reserve(rendition, data, info, received)
@@ -242,6 +263,104 @@ class LiveSession:
             if self._writing == 0:
                 self._written.set()
         self._settle(rendition, slot.record.sequence, slot)
+        return True
+
+    async def add_fragment(self, name: str, data: bytes) -> None:
+        """Take the next fMP4 fragment (``moof`` + ``mdat``) of ``name`` from the packager.
+
+        Fragments are cut into parts (listed at once on a low-latency session) and segments
+        (taken as ``add_segment`` takes them). A fragment that does not parse is dropped and
+        logged. Raises what storage raises for a completed segment.
+        """
+        rendition = self.renditions.get(name)
+        if self.ended or rendition is None or rendition.init is None:
+            return
+        try:
+            info = parse_segment(data, rendition.init)
+        except MediaError as exc:
+            log.warning("session %s dropped a %s fragment: %s", self.id, name, exc)
+            return
+        if rendition.cutter is None:
+            rendition.cutter = Cutter(
+                self._part_target(info),
+                self.deps.segment_seconds,
+                has_video=rendition.init.video is not None,
+            )
+        for cut in rendition.cutter.push(data, info):
+            await self._take_cut(rendition, cut)
+
+    async def end_fragments(self, name: str) -> None:
+        """Complete the segment being made of ``name`` (its packager output ended)."""
+        rendition = self.renditions.get(name)
+        if rendition is None or rendition.cutter is None:
+            return
+        for cut in rendition.cutter.finish():
+            await self._take_cut(rendition, cut)
+        rendition.cutter = None
+
+    def _part_target(self, info: SegmentInfo) -> PartTarget:
+        """Return the session's part target, fixed from the first fragment's frame duration."""
+        if self.part_target is None:
+            frame = info.duration / info.video_frames if info.video_frames else info.duration
+            self.part_target = part_target_for(frame)
+        return self.part_target
+
+    async def _take_cut(self, rendition: Rendition, cut: Part | SegmentEnd) -> None:
+        if isinstance(cut, Part):
+            rendition.open_chunks.append(cut.data)
+            if self.low_latency and self.part_target is not None:
+                self._list_part(rendition, cut, self.part_target)
+            return
+        data = b"".join(rendition.open_chunks)
+        rendition.open_chunks = []
+        if data:
+            await self.add_segment(rendition.name, data)
+
+    def _list_part(self, rendition: Rendition, part: Part, target: PartTarget) -> None:
+        playlist = rendition.playlist
+        playlist.set_part_target(target.seconds)
+        number = playlist.next_part
+        keep = 6.0 * playlist.target_duration  # listed for three, downloadable for three more
+        rendition.parts.add(number, part, keep)
+        playlist.add_part(
+            PartEntry(number, part.duration, part.independent),
+            map_uri=f"init-{rendition.init_epoch}.mp4",
+            discontinuity=rendition.discontinuity_pending,
+        )
+        self.last_media = time.monotonic()
+        self._report(rendition)
+
+    def _report(self, changed: Rendition) -> None:
+        """Wake ``changed``'s waiters and give the other renditions its new position."""
+        changed.notify()
+        if len(self.renditions) < 2:
+            return
+        for rendition in self.renditions.values():
+            reports = []
+            for other in self.renditions.values():
+                if other is not rendition and other.playlist.low_latency:
+                    msn, part = other.playlist.last_position()
+                    reports.append(RenditionReport(f"../{other.name}/index.m3u8", msn, part))
+            rendition.playlist.set_reports(reports)
+
+    def part_data(self, name: str, number: int) -> bytes | None:
+        """Return part ``number`` of ``name`` from memory, or None (unknown or forgotten)."""
+        rendition = self.renditions.get(name)
+        return rendition.parts.get(number) if rendition is not None else None
+
+    async def wait_for(self, name: str, ready: Callable[[LowLatencyPlaylist], bool]) -> bool:
+        """Wait until ``ready(playlist)`` holds for ``name``, the session ends, or forever.
+
+        Returns False if the rendition is unknown. The caller bounds the wait (a timeout).
+        """
+        rendition = self.renditions.get(name)
+        if rendition is None:
+            return False
+        while not (self.ended or ready(rendition.playlist)):
+            await rendition.changed.wait()
+            rendition = self.renditions.get(name)
+            if rendition is None:
+                return False
         return True
 
     def _reserve(
@@ -290,6 +409,7 @@ class LiveSession:
         # The live edge has moved; rows and the copies other processes serve follow behind.
         self._archive(record)
         self._share_playlist(rendition)
+        self._report(rendition)
         rendition.since_saved += 1
         if len(rendition.playlist.segments) == 1 or rendition.since_saved >= _SAVE_RENDITION_EVERY:
             self._archiver.run(
@@ -398,10 +518,20 @@ class LiveSession:
         rendition = self.renditions.get(name)
         return rendition.playlist.render() if rendition is not None else None
 
-    def playlist(self, name: str) -> Rendered | None:
-        """Return the media playlist of ``name`` as served (rendered once per change)."""
+    def playlist(self, name: str, *, skip: bool = False) -> Rendered | None:
+        """Return the media playlist of ``name`` as served (rendered once per change).
+
+        ``skip``: the delta update (EXT-X-SKIP) of a low-latency playlist.
+        """
         rendition = self.renditions.get(name)
-        return rendition.playlist.rendered() if rendition is not None else None
+        if rendition is None:
+            return None
+        return rendition.playlist.rendered_delta() if skip else rendition.playlist.rendered()
+
+    def media_playlist(self, name: str) -> LowLatencyPlaylist | None:
+        """Return the live playlist object of ``name`` (what blocking requests look at)."""
+        rendition = self.renditions.get(name)
+        return rendition.playlist if rendition is not None else None
 
     def master(self) -> Rendered | None:
         """Return the master playlist as served (None before any segment).
@@ -440,7 +570,8 @@ class LiveSession:
     def _share_playlist(self, rendition: Rendition) -> None:
         """Have the playlist copy other processes serve rewritten (latest text wins)."""
         path = media_path(self.channel_id, self.id, rendition.name, "index.m3u8")
-        self._archiver.write_file(path, rendition.playlist.render)
+        # Without parts: other processes serve this copy from storage, which has no parts.
+        self._archiver.write_file(path, rendition.playlist.standard_text)
 
     def _share_master(self) -> None:
         self._master_stale = True
@@ -486,6 +617,7 @@ class LiveSession:
                 await self._written.wait()
         for rendition in self.renditions.values():
             rendition.playlist.end()
+            rendition.notify()  # every held request is answered now, with the ended playlist
             self._share_playlist(rendition)
             self._save_later(rendition)
         self._share_master()
