@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _SAVE_RENDITION_EVERY = 5
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
+_MEASURE_FRAGMENTS = 4  # fragments held back once per epoch to measure the frame duration
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Rendition:
     cutter: Cutter | None = None
     parts: HeldParts = field(default_factory=HeldParts)
     open_chunks: list[bytes] = field(default_factory=list)
+    waiting: list[tuple[bytes, SegmentInfo]] = field(default_factory=list)  # before the cutter
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -172,6 +174,7 @@ class LiveSession:
             # A segment the last packager run left unfinished is never completed.
             rendition.cutter = None
             rendition.open_chunks = []
+            rendition.waiting = []
             rendition.playlist.drop_open_parts()
             rendition.notify()
         return self.epoch
@@ -281,11 +284,24 @@ class LiveSession:
             log.warning("session %s dropped a %s fragment: %s", self.id, name, exc)
             return
         if rendition.cutter is None:
+            has_video = rendition.init.video is not None
+            if has_video and not info.video_frames and not rendition.waiting:
+                return  # audio before the first video frame: no segment can start there
+            # The first frame's duration is often off (encoders stretch it to the second
+            # timestamp): the frame duration comes from the shortest of the first few.
+            rendition.waiting.append((data, info))
+            if len(rendition.waiting) < _MEASURE_FRAGMENTS:
+                return
+            self._part_target([i for _, i in rendition.waiting], has_video=has_video)
+            assert self.part_target is not None
             rendition.cutter = Cutter(
-                self._part_target(info),
-                self.deps.segment_seconds,
-                has_video=rendition.init.video is not None,
+                self.part_target, self.deps.segment_seconds, has_video=has_video
             )
+            waiting, rendition.waiting = rendition.waiting, []
+            for held, held_info in waiting:
+                for cut in rendition.cutter.push(held, held_info):
+                    await self._take_cut(rendition, cut)
+            return
         for cut in rendition.cutter.push(data, info):
             await self._take_cut(rendition, cut)
 
@@ -298,12 +314,16 @@ class LiveSession:
             await self._take_cut(rendition, cut)
         rendition.cutter = None
 
-    def _part_target(self, info: SegmentInfo) -> PartTarget:
-        """Return the session's part target, fixed from the first fragment's frame duration."""
-        if self.part_target is None:
-            frame = info.duration / info.video_frames if info.video_frames else info.duration
-            self.part_target = part_target_for(frame)
-        return self.part_target
+    def _part_target(self, infos: list[SegmentInfo], *, has_video: bool) -> None:
+        """Fix the session's part target from the shortest frame of the first fragments."""
+        if self.part_target is not None:
+            return
+        frames = [
+            i.duration / i.video_frames if has_video else i.duration
+            for i in infos
+            if (i.video_frames or not has_video) and i.duration > 0
+        ]
+        self.part_target = part_target_for(min(frames) if frames else 1 / 30)
 
     async def _take_cut(self, rendition: Rendition, cut: Part | SegmentEnd) -> None:
         if isinstance(cut, Part):
