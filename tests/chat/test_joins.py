@@ -13,6 +13,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from stagecast.auth.service import get_account
+from stagecast.chat.rules import Announcement
 from stagecast.config import Settings
 from stagecast.db import Kind
 from tests.chat.conftest import (
@@ -105,6 +107,25 @@ async def test_a_ban_and_a_timeout_apply_at_once_to_a_cached_standing(
     await back.close()
     again = await open_socket(live.socket_url(room.slug), ann)
     assert (await hello(again))["timeout_until"] is not None
+
+
+async def test_an_announcement_the_database_contradicts_is_undone_by_the_reread(
+    live: Live, room: Room
+) -> None:
+    """A ban announced out of order (the database has the user free) stops applying within
+    moments, once the roster read behind the patch lands, not when the roster expires."""
+    ann = room.auth("ann")
+    first = await open_socket(live.socket_url(room.slug), ann)
+    await hello(first)  # the roster is cached
+    await first.close()
+    ann_id = (await get_account(live.core.db, "ann")).id
+    live.chat.apply(Announcement(room.channel_id, ann_id, banned=True))
+    async with asyncio.timeout(3):
+        while True:
+            ws = await open_socket(live.socket_url(room.slug), ann)
+            if (await next_frame(ws))["type"] == "hello":
+                break
+            assert await close_code(ws) == 4403
 
 
 async def powers_on_join(live: Live, room: Room, who: str) -> Frame | None:

@@ -16,6 +16,8 @@ made it stale.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +35,8 @@ from stagecast.chat.models import chat_channel, chat_filter, chat_restriction
 from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.errors import StagecastError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,7 @@ class Rules:
         )
         # Accounts of channels whose roster is too large to hold.
         self._members: TtlCache[tuple[int, int], Member] = TtlCache(max_entries=max_users, ttl=ttl)
+        self._rereads: set[asyncio.Future[Roster]] = set()
 
     async def channel(self, channel_id: int) -> ChannelRules:
         """Return the rules of ``channel_id`` (defaults if it never changed any)."""
@@ -176,9 +181,22 @@ class Rules:
         """
         roster = self._rosters.peek(channel_id)
         self._rosters.invalidate(channel_id)
-        if roster is not None and roster.complete:
-            self._rosters.put(channel_id, roster.restricted(account_id, restriction))
         self._members.invalidate((channel_id, account_id))
+        if roster is None or not roster.complete:
+            return
+        self._rosters.put(channel_id, roster.restricted(account_id, restriction))
+        # Two changes may commit in one order and be announced in the other: the patch is
+        # served at once, and a read behind it replaces it with what the database holds.
+        reread = asyncio.ensure_future(
+            self._rosters.get(channel_id, lambda: _read_roster(self._db, channel_id), fresh=True)
+        )
+        self._rereads.add(reread)
+        reread.add_done_callback(self._reread)
+
+    def _reread(self, task: asyncio.Future[Roster]) -> None:
+        self._rereads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("chat: roster reread failed; the patched roster stays until it expires")
 
     def moderators_changed(self, channel_id: int) -> None:
         """Forget who moderates the channel (a grant was given, changed or taken away)."""
@@ -191,6 +209,11 @@ class Rules:
         self._channels.clear()
         self._rosters.clear()
         self._members.clear()
+
+    def close(self) -> None:
+        """Stop the roster reads still running behind announcements."""
+        for task in tuple(self._rereads):
+            task.cancel()
 
 
 async def _read_rules(db: Database, channel_id: int) -> ChannelRules:

@@ -142,6 +142,7 @@ class Chat:
                 await task
         for subscription in self._subscriptions:
             subscription.close()
+        self.rules.close()
 
 
 async def start_chat(core: Core, stack: AsyncExitStack) -> Chat:
