@@ -146,41 +146,43 @@ async def test_blocking_reloads_and_parts_on_a_live_stream(server: RunningServer
     preload-hinted part is held until it is made; bad directives are 400; the end of the
     session answers a held request at once."""
     key = await make_channel(server, "fast")
-    async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
-        async with publish(server, key, 30):
-            url = await _media_url(http, "fast")
-            text = (await http.get(url)).text
-            assert "#EXT-X-PART-INF:PART-TARGET=0.334" in text
-            parsed = m3u8.loads(text)
-            last = parsed.media_sequence + len([s for s in parsed.segments if s.uri])
-            hint = _HINT.search(text)
-            assert hint is not None
-            open_parts = len(parsed.segments[-1].parts) if not parsed.segments[-1].uri else 0
-            held = await http.get(url, params={"_HLS_msn": last, "_HLS_part": open_parts})
-            assert held.status_code == 200
-            assert held.headers["cache-control"].startswith("public, max-age=")
-            after = m3u8.loads(held.text)
-            assert after.media_sequence + len(after.segments) - 1 >= last
-            part = await http.get(url.replace("index.m3u8", hint[1]))
-            assert part.status_code == 200
-            assert part.headers["cache-control"] == "public, max-age=31536000, immutable"
-            assert part.content[4:8] == b"moof"
-            assert (await http.get(url, params={"_HLS_part": 1})).status_code == 400
-            assert (await http.get(url, params={"_HLS_msn": last + 50})).status_code == 400
-            assert (await http.get(url, params={"_HLS_skip": "maybe"})).status_code == 400
-            assert (await http.get(url, params={"_HLS_msn": "-1"})).status_code == 400
-            delta = await http.get(url, params={"_HLS_skip": "YES"})
-            assert delta.status_code == 200
-            live = server.runtime.live
-            ahead = m3u8.loads((await http.get(url)).text)
-            edge = ahead.media_sequence + len([s for s in ahead.segments if s.uri])
-            waiting = asyncio.ensure_future(http.get(url, params={"_HLS_msn": edge + 1}))
-            async with asyncio.timeout(5):
-                while live.holds.held == 0:  # the request is held by the server now
-                    await asyncio.sleep(0.01)
-            found = await live.lookups.channel("fast", fresh=True)
-            assert found is not None
-            assert await live.manager.end(found.channel_id, "ended by the test")
-            released = await asyncio.wait_for(waiting, 5)  # well before the 6 s hold limit
-            assert released.status_code == 200
-            assert "#EXT-X-ENDLIST" in released.text
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=15) as http,
+        publish(server, key, 30),
+    ):
+        url = await _media_url(http, "fast")
+        text = (await http.get(url)).text
+        assert "#EXT-X-PART-INF:PART-TARGET=0.334" in text
+        parsed = m3u8.loads(text)
+        last = parsed.media_sequence + len([s for s in parsed.segments if s.uri])
+        hint = _HINT.search(text)
+        assert hint is not None
+        open_parts = len(parsed.segments[-1].parts) if not parsed.segments[-1].uri else 0
+        held = await http.get(url, params={"_HLS_msn": last, "_HLS_part": open_parts})
+        assert held.status_code == 200
+        assert held.headers["cache-control"].startswith("public, max-age=")
+        after = m3u8.loads(held.text)
+        assert after.media_sequence + len(after.segments) - 1 >= last
+        part = await http.get(url.replace("index.m3u8", hint[1]))
+        assert part.status_code == 200
+        assert part.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert part.content[4:8] == b"moof"
+        assert (await http.get(url, params={"_HLS_part": 1})).status_code == 400
+        assert (await http.get(url, params={"_HLS_msn": last + 50})).status_code == 400
+        assert (await http.get(url, params={"_HLS_skip": "maybe"})).status_code == 400
+        assert (await http.get(url, params={"_HLS_msn": "-1"})).status_code == 400
+        delta = await http.get(url, params={"_HLS_skip": "YES"})
+        assert delta.status_code == 200
+        live = server.runtime.live
+        ahead = m3u8.loads((await http.get(url)).text)
+        edge = ahead.media_sequence + len([s for s in ahead.segments if s.uri])
+        waiting = asyncio.ensure_future(http.get(url, params={"_HLS_msn": edge + 1}))
+        async with asyncio.timeout(5):
+            while live.holds.held == 0:  # the request is held by the server now
+                await asyncio.sleep(0.01)
+        found = await live.lookups.channel("fast", fresh=True)
+        assert found is not None
+        assert await live.manager.end(found.channel_id, "ended by the test")
+        released = await asyncio.wait_for(waiting, 5)  # well before the 6 s hold limit
+        assert released.status_code == 200
+        assert "#EXT-X-ENDLIST" in released.text
