@@ -24,7 +24,8 @@ from stagecast.live.runtime import HasLive, Live, open_live, start_live
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from stagecast.stats import StatsSource
 from stagecast.studio.runtime import HasStudio, Studio, start_studio
-from stagecast.vod.worker import VodWorker, start_vod
+from stagecast.vod.runtime import HasVods, Vods, start_vods
+from stagecast.vod.worker import VodWorker
 from stagecast.web.prometheus import Exporter, HasExporter, IngestCollector, build_exporter
 from stagecast.webhooks.runtime import Webhooks, start_webhooks
 
@@ -35,7 +36,7 @@ class Runtime:
 
     core: Core
     live: Live
-    vod: VodWorker
+    vod: Vods
     webhooks: Webhooks
     studio: Studio
     ingest: Ingest
@@ -51,7 +52,7 @@ async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bo
     live = open_live(core)
     # Session-end hooks before the manager starts: its first sweep may end sessions left over
     # from a crash, and each must still become a VOD and a stream.ended webhook.
-    vod = start_vod(core, live, stack)
+    vod = await start_vods(core, live, stack)
     webhooks = await start_webhooks(core, live, stack)
     studio = await start_studio(core, live, stack, on_live=webhooks.dispatcher.stream_started)
     await start_live(live, stack)
@@ -60,7 +61,7 @@ async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bo
     chat = await start_chat(core, stack)
     exporter = build_exporter(
         core,
-        [*studio.sources(), *webhooks.sources(), *_counters(live, vod, chat)],
+        [*studio.sources(), *webhooks.sources(), *_counters(live, vod.worker, chat)],
         [IngestCollector(studio.ingest)],
     )
     return Runtime(core, live, vod, webhooks, studio, ingest, chat, exporter)
@@ -110,6 +111,6 @@ def _counters(live: Live, vod: VodWorker, chat: Chat) -> list[StatsSource]:
 
 def _conforms(
     runtime: Runtime,
-) -> tuple[HasCore, HasLive, HasIngest, HasStudio, HasChat, HasExporter]:
+) -> tuple[HasCore, HasLive, HasVods, HasIngest, HasStudio, HasChat, HasExporter]:
     """Type-check only: ``Runtime`` has the field each domain's dependency reads."""
-    return runtime, runtime, runtime, runtime, runtime, runtime
+    return runtime, runtime, runtime, runtime, runtime, runtime, runtime

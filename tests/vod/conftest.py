@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import imageio_ffmpeg
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +18,7 @@ from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
 from stagecast.channels.service import Channel
 from stagecast.config import Settings
+from stagecast.core import Core
 from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.live.hooks import EndedSession, SessionHooks
@@ -22,8 +27,9 @@ from stagecast.live.storage import LocalStorage
 from stagecast.vod import jobs
 from stagecast.vod.jobs import Policy
 from stagecast.vod.worker import VodWorker, WorkerConfig
+from tests.auth.test_api import bearer, make_user
 from tests.conftest import make_settings
-from tests.vod.media import Media, make_media
+from tests.vod.media import Media, end_session, make_media, record_session
 
 POLICY = Policy(attempts=3, retry_base=0.01, retry_cap=0.05, lease=60.0)
 
@@ -170,3 +176,48 @@ async def set_status(db: Database, vod_id: int, status: str) -> None:
         await jobs.set_status(conn, vod_id, status)
 
     await db.run(unit, kind=Kind.WRITE)
+
+
+@dataclass
+class Watched:
+    """A VOD made by the app's own end hook from a real recording (and built by its worker)."""
+
+    core: Core
+    client: httpx.AsyncClient
+    vod_id: int
+    owner: dict[str, str]
+
+    @property
+    def master(self) -> str:
+        """The master playlist URL."""
+        return f"/hls/vods/{self.vod_id}/master.m3u8"
+
+
+async def record_vod(
+    app: FastAPI, client: httpx.AsyncClient, media: Media, *, ready: bool = True
+) -> Watched:
+    """alice streams to alice-tv and the session ends; with ``ready``, wait for the build."""
+    core: Core = app.state.runtime.core
+    owner = bearer(await make_user(core, "alice"))
+    assert (
+        await client.post("/api/v1/channels", json={"slug": "alice-tv"}, headers=owner)
+    ).is_success
+    channel = await channels.get_channel(core.db, "alice-tv")
+    storage = LocalStorage(core.settings.data_dir / "media")
+    recorded = await record_session(core.db, storage, media, channel.id, title="Demo")
+    await end_session(core.db, recorded.session_id, app.state.runtime.live.hooks)
+    async with asyncio.timeout(30):
+        while True:
+            listed = (await client.get("/api/v1/studio/vods", headers=owner)).json()["items"]
+            if listed and (not ready or listed[0]["status"] != "processing"):
+                break
+            await asyncio.sleep(0.05)
+    if ready:
+        assert listed[0]["status"] == "ready", listed[0]["failure_reason"]
+    return Watched(core, client, listed[0]["id"], owner)
+
+
+@pytest.fixture
+async def watched(app: FastAPI, client: httpx.AsyncClient, media: Media) -> Watched:
+    """alice streams to alice-tv, the session ends, and the app's worker builds the VOD."""
+    return await record_vod(app, client, media)

@@ -2,62 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import av
-import httpx
 import m3u8
 import pytest
-from fastapi import FastAPI
 
-from stagecast.channels import service as channels
 from stagecast.channels import tokens
-from stagecast.core import Core
-from stagecast.live.storage import LocalStorage
 from tests.auth.test_api import bearer, make_user
-from tests.vod.media import RENDITIONS, Media, end_session, record_session
+from tests.vod.conftest import Watched
+from tests.vod.media import RENDITIONS, Media
 
 PLAYLIST = "application/vnd.apple.mpegurl"
-
-
-@dataclass
-class Watched:
-    """A VOD built by the app's own worker from a real recording."""
-
-    core: Core
-    client: httpx.AsyncClient
-    vod_id: int
-    owner: dict[str, str]
-
-    @property
-    def master(self) -> str:
-        """The master playlist URL."""
-        return f"/hls/vods/{self.vod_id}/master.m3u8"
-
-
-@pytest.fixture
-async def watched(app: FastAPI, client: httpx.AsyncClient, media: Media) -> Watched:
-    """alice streams to alice-tv, the session ends, and the app's worker builds the VOD."""
-    core: Core = app.state.runtime.core
-    owner = bearer(await make_user(core, "alice"))
-    assert (
-        await client.post("/api/v1/channels", json={"slug": "alice-tv"}, headers=owner)
-    ).is_success
-    channel = await channels.get_channel(core.db, "alice-tv")
-    storage = LocalStorage(core.settings.data_dir / "media")
-    recorded = await record_session(core.db, storage, media, channel.id, title="Demo")
-    await end_session(core.db, recorded.session_id, app.state.runtime.live.hooks)
-    async with asyncio.timeout(30):
-        while True:
-            listed = (await client.get("/api/v1/studio/vods", headers=owner)).json()["items"]
-            if listed and listed[0]["status"] != "processing":
-                break
-            await asyncio.sleep(0.05)
-    assert listed[0]["status"] == "ready", listed[0]["failure_reason"]
-    return Watched(core, client, listed[0]["id"], owner)
 
 
 def _decode(data: bytes) -> tuple[int, int, int]:

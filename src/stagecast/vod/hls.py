@@ -1,17 +1,22 @@
 """Serve VODs to players: HLS under ``/hls/vods/{id}/`` and the watch page ``/v/{id}``.
 
-Playlists were rendered once by the build and are read from storage; a request costs one
-primary-key read of the VOD (for its visibility and whether it still exists) and one file.
+No request reads the database (except a signed-in viewer of a VOD that is not open to
+everyone, whose account and moderator grant are looked up): the VOD's facts and its playlists
+come from ``vod.lookups`` (one cache per process, kept current over the bus), segments and the
+thumbnail are one file each.
+
 Visibility follows the channel unless the VOD overrides it, and is decided by
 ``channels.policy``: private VODs need their owner, a moderator, an admin, or a playback token
 for ``vod:<id>`` (``?token=``); unlisted ones need the same or the VOD's link key (also
 ``?token=``, see ``channels.tokens``). The token is carried into every URI of the playlists
-served with it. Playlists are cached briefly (a delete or a visibility change shows within seconds);
-segments and the thumbnail are immutable.
+served with it. Playlists carry a strong ETag (``If-None-Match`` answers 304) and may be cached
+briefly (a delete or a visibility change shows within seconds); segments and the thumbnail are
+immutable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path as FilePath
@@ -29,12 +34,15 @@ from stagecast.channels import tokens
 from stagecast.channels.policy import Access, can_view, with_token
 from stagecast.core import Core
 from stagecast.errors import NotFound
-from stagecast.fastpath import MediaRequest, Reply
+from stagecast.fastpath import MediaRequest, Reply, matches
+from stagecast.live.playlists import Rendered
 from stagecast.live.runtime import Live
 from stagecast.live.storage import StorageError, media_path, session_path
 from stagecast.vod import service
 from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.library import Vod
+from stagecast.vod.lookups import Lookups
+from stagecast.vod.runtime import VodsDep
 from stagecast.vod.schemas import playback_url, thumbnail_url
 
 router = APIRouter(include_in_schema=False)
@@ -58,7 +66,9 @@ TokenQuery = Annotated[str | None, Query(max_length=1024)]
 Identify = Callable[[], Awaitable[Account | None]]
 
 
-async def answer(core: Core, live: Live, request: MediaRequest, identify: Identify) -> Reply:
+async def answer(
+    core: Core, live: Live, lookups: Lookups, request: MediaRequest, identify: Identify
+) -> Reply:
     """Answer a GET or HEAD under ``/hls/vods/<id>/``. Raises NotFound and BadRequest."""
     parts = request.path.split("/")  # "", "hls", "vods", id, ...
     if len(parts) not in (5, 6) or not _VOD_ID.fullmatch(parts[3]):
@@ -67,11 +77,11 @@ async def answer(core: Core, live: Live, request: MediaRequest, identify: Identi
     token = request.text("token", max_length=_TOKEN_MAX)
     if len(parts) == 5:
         if parts[4] == "master.m3u8":
-            found, token = await _ready(core, vod_id, token, identify)
+            found, token = await _ready(core, lookups, vod_id, token, identify)
             path = session_path(found.channel_id, found.session_id, MASTER)
-            return await _playlist(live, found, path, token)
+            return await _playlist(lookups, found, path, token, request.if_none_match)
         if parts[4] == "thumbnail.jpg":
-            found, _ = await _ready(core, vod_id, token, identify)
+            found, _ = await _ready(core, lookups, vod_id, token, identify)
             if not found.thumbnail_path:
                 raise NotFound("the vod has no thumbnail")
             return _file(live, found, found.thumbnail_path, "image/jpeg")
@@ -80,22 +90,24 @@ async def answer(core: Core, live: Live, request: MediaRequest, identify: Identi
     is_playlist = filename == PLAYLIST
     if not _RENDITION.fullmatch(rendition) or not (is_playlist or _MEDIA_FILE.fullmatch(filename)):
         raise NotFound("not found")
-    found, token = await _ready(core, vod_id, token, identify)
+    found, token = await _ready(core, lookups, vod_id, token, identify)
     path = media_path(found.channel_id, found.session_id, rendition, filename)
     if is_playlist:
-        return await _playlist(live, found, path, token)
+        return await _playlist(lookups, found, path, token, request.if_none_match)
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
     return _file(live, found, path, media_type)
 
 
 async def _watchable(
-    core: Core, vod_id: int, token: str | None, identify: Identify
+    core: Core, lookups: Lookups, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
     """Return the VOD and the token to propagate; NotFound unless the caller may watch it.
 
     The caller's identity is only looked up when the VOD is not open to everyone.
     """
-    found = await service.playable(core.db, vod_id)
+    found = await lookups.vod(vod_id)
+    if found is None:
+        raise NotFound("vod not found")
     target = tokens.vod_target(found.id)
     # The link key decides the visibility itself: without it an unlisted VOD is private.
     link_ok = tokens.opens_link(core.secret_key, token, target)
@@ -115,9 +127,9 @@ async def _watchable(
 
 
 async def _ready(
-    core: Core, vod_id: int, token: str | None, identify: Identify
+    core: Core, lookups: Lookups, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
-    found, token = await _watchable(core, vod_id, token, identify)
+    found, token = await _watchable(core, lookups, vod_id, token, identify)
     if found.status != "ready":
         raise NotFound("the vod is not ready")
     return found, token
@@ -127,16 +139,24 @@ def _scope(found: Vod) -> str:
     return "private" if found.effective_visibility == "private" else "public"
 
 
-async def _playlist(live: Live, found: Vod, path: str, token: str | None) -> Reply:
-    try:
-        text = (await live.storage.read(path)).decode()
-    except (FileNotFoundError, StorageError) as exc:
-        raise NotFound("not found") from exc
-    return Reply.of(
-        tokens.carry(text, {"token": token}).encode(),
-        PLAYLIST_TYPE,
-        {"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}"},
-    )
+async def _playlist(
+    lookups: Lookups, found: Vod, path: str, token: str | None, if_none_match: str | None
+) -> Reply:
+    """Answer with the playlist at ``path`` (``token`` carried into every URI), or 304.
+
+    Without a token the bytes rendered once are sent as they are; with one, the ETag names
+    the playlist and the token together, so a 304 still costs no rewrite.
+    """
+    rendered: Rendered = await lookups.playlist(path)
+    etag = rendered.etag
+    if token:
+        digest = hashlib.blake2b(token.encode(), digest_size=8).hexdigest()
+        etag = f'{etag[:-1]}-{digest}"'
+    headers = {"Cache-Control": f"{_scope(found)}, max-age={_PLAYLIST_MAX_AGE}", "ETag": etag}
+    if matches(if_none_match, etag):
+        return Reply.not_modified(headers)
+    body = tokens.carry(rendered.text, {"token": token}).encode() if token else rendered.body
+    return Reply.of(body, PLAYLIST_TYPE, headers)
 
 
 def _file(live: Live, found: Vod, path: str, media_type: str) -> Reply:
@@ -157,14 +177,14 @@ def _clock(seconds: float | None) -> str:
 
 @router.get("/v/{vod_id}", response_class=HTMLResponse)
 async def watch_page(
-    request: Request, vod_id: VodId, core: CoreDep, token: TokenQuery = None
+    request: Request, vod_id: VodId, core: CoreDep, vods: VodsDep, token: TokenQuery = None
 ) -> HTMLResponse:
     """The watch page: the player on the VOD's master playlist (404 if hidden from you)."""
 
     async def who() -> Account | None:
         return (await identify(request, core)).account
 
-    found, token = await _watchable(core, vod_id, token, who)
+    found, token = await _watchable(core, vods.lookups, vod_id, token, who)
     suffix = f"?token={quote(token, safe='')}" if token else ""
     context = {
         "version": stagecast.__version__,

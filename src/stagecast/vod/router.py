@@ -1,7 +1,8 @@
 """HTTP endpoints of the VOD library: the studio's list and edits, a channel's public list.
 
-Thin: parse, call the service (which authorizes through ``channels.policy``), shape. Playback
-(HLS and the watch page) lives in ``vod.hls``.
+Thin: parse, call the service (which authorizes through ``channels.policy``), shape. An edit or
+a delete is announced on ``vods.changed`` once it has committed, so every process's playback
+sees it at once (``vod.lookups``). Playback (HLS and the watch page) lives in ``vod.hls``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.channels.tokens import vod_target
 from stagecast.errors import NotFound
 from stagecast.vod import library, service
+from stagecast.vod.events import VodChanged
+from stagecast.vod.runtime import VodsDep
 from stagecast.vod.schemas import (
     PublicVodPage,
     Status,
@@ -70,18 +73,23 @@ async def get_vod(vod_id: VodId, account: AccountDep, core: CoreDep) -> VodOut:
 
 
 @router.patch("/api/v1/studio/vods/{vod_id}", response_model=VodOut)
-async def update_vod(vod_id: VodId, body: VodPatchIn, account: AccountDep, core: CoreDep) -> VodOut:
+async def update_vod(
+    vod_id: VodId, body: VodPatchIn, account: AccountDep, core: CoreDep, vods: VodsDep
+) -> VodOut:
     """Change a VOD's title, description or visibility."""
     fields = body.model_dump(exclude_unset=True, exclude_none=True)
     found = await service.update_vod(core.db, account, vod_id, fields)
+    if fields:
+        await vods.lookups.announce(VodChanged(found.id, "updated"))
     return VodOut.for_owner(found, core.secret_key)
 
 
 @router.delete("/api/v1/studio/vods/{vod_id}", status_code=204)
-async def delete_vod(vod_id: VodId, account: AccountDep, core: CoreDep) -> None:
+async def delete_vod(vod_id: VodId, account: AccountDep, core: CoreDep, vods: VodsDep) -> None:
     """Delete a VOD: gone from lists and playback at once, its files purged later."""
     delay = core.settings.vod_purge_delay_seconds
     await service.delete_vod(core.db, account, vod_id, purge_after=delay)
+    await vods.lookups.announce(VodChanged(vod_id, "deleted"))
 
 
 @router.post(

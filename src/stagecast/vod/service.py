@@ -88,14 +88,19 @@ async def _account_id(db: Database, username: str) -> int:
     return int(found)
 
 
-async def _load(conn: AsyncConnection, vod_id: int, *, lock: bool = False) -> Vod:
+async def _found(conn: AsyncConnection, vod_id: int, *, lock: bool = False) -> Vod | None:
     query = select_vods().where(vod.c.id == vod_id, vod.c.deleted_at.is_(None))
     if lock:
         query = query.with_for_update(of=vod)
     row = (await conn.execute(query)).one_or_none()
-    if row is None:
+    return None if row is None else vod_of(row)
+
+
+async def _load(conn: AsyncConnection, vod_id: int, *, lock: bool = False) -> Vod:
+    found = await _found(conn, vod_id, lock=lock)
+    if found is None:
         raise NotFound("vod not found")
-    return vod_of(row)
+    return found
 
 
 def _require_manage(found: Vod, viewer: Account) -> None:
@@ -109,6 +114,15 @@ async def playable(db: Database, vod_id: int) -> Vod:
         return await _load(conn, vod_id)
 
     return await db.run(unit, kind=Kind.READ, name="vod_get")
+
+
+async def find(db: Database, vod_id: int) -> Vod | None:
+    """Return the VOD ``vod_id`` with no access check, or None if there is none (or deleted)."""
+
+    async def unit(conn: AsyncConnection) -> Vod | None:
+        return await _found(conn, vod_id)
+
+    return await db.run(unit, kind=Kind.READ, name="vod_find")
 
 
 async def get_vod(db: Database, viewer: Account, vod_id: int) -> Vod:

@@ -24,7 +24,7 @@ from stagecast.live.runtime import Live
 from stagecast.live.storage import SegmentStorage
 from stagecast.vod import building, jobs, purge
 from stagecast.vod.building import BuildError
-from stagecast.vod.events import VOD_TOPIC, VodReady
+from stagecast.vod.events import VOD_CHANGED_TOPIC, VOD_TOPIC, VodChanged, VodReady
 from stagecast.vod.jobs import Claim, Policy
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,19 @@ class VodWorker:
                 await self._announce(archive, built)
 
     async def _announce(self, archive: building.Archive, built: building.Built) -> None:
-        """Tell the studio and webhooks (topic ``vod.<channel_id>``), after the commit."""
+        """Tell the studio and webhooks (topic ``vod.<channel_id>``) and every process's
+        playback (``vods.changed``: a VOD looked up before it was ready plays at once), after
+        the commit."""
         if self.bus is None:
             return
         ready = VodReady(archive.vod_id, archive.session_id, archive.channel_id, built.duration)
+        changed = VodChanged(archive.vod_id, "ready")
+        messages = [
+            (VOD_TOPIC.name(archive.channel_id), VOD_TOPIC.encode(ready)),
+            (VOD_CHANGED_TOPIC.name(), VOD_CHANGED_TOPIC.encode(changed)),
+        ]
         try:
-            await VOD_TOPIC.publish(self.bus, ready, archive.channel_id)
+            await self.bus.publish_many(messages)
         except BusUnavailable:  # the VOD is ready all the same; the studio sees it on reload
             log.warning("vod %d: could not announce it on the bus", archive.vod_id)
 

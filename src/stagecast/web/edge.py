@@ -25,6 +25,7 @@ from stagecast.fastpath import MediaRequest, send_reply
 from stagecast.live import delivery
 from stagecast.live.runtime import Live
 from stagecast.vod import hls as vod_hls
+from stagecast.vod.runtime import Vods
 from stagecast.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class _Runtime(Protocol):
 
     core: Core
     live: Live
+    vod: Vods
 
 
 class _Route:
@@ -81,7 +83,9 @@ class MediaEdge:
                 return (await identify(HTTPConnection(scope), runtime.core)).account
 
             if is_vod:
-                reply = await vod_hls.answer(runtime.core, runtime.live, request, who)
+                reply = await vod_hls.answer(
+                    runtime.core, runtime.live, runtime.vod.lookups, request, who
+                )
             else:
                 reply = await delivery.answer(runtime.live, request, who)
             await send_reply(reply, send, head=request.head)

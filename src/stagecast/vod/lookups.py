@@ -1,0 +1,131 @@
+"""This process's memory of what VOD playback needs: each VOD's facts and its playlists.
+
+A player asks for a VOD's playlists, init and media segments and its thumbnail; each request
+needs the VOD's facts (status, visibility, channel, session, thumbnail) to authorize and to
+build the path. They come from here, not from the database:
+
+- facts: one cache per process (``TtlCache``) of VOD id → ``Vod`` or None (unknown or
+  deleted ids are cached too, so a flood of made-up ids costs one query per id per
+  ``FACTS_TTL``). A change publishes ``VodChanged`` on ``vods.changed`` after its commit (the
+  writer also drops its own entry at once), and every process drops that id on receipt; after a
+  bus gap every process drops every id. ``FACTS_TTL`` is the backstop while the bus is away,
+  and bounds how long a channel's visibility change takes to reach the VODs that inherit it
+  (channels announce no such change). A VOD seen within ``FACTS_STALE`` seconds keeps playing
+  while the database does not answer (stale-if-error, see ``TtlCache``).
+- playlists: a VOD's playlists are written once by its build, before it is ready, and never
+  change; each is read from storage and hashed once (``Rendered``: bytes and a strong ETag),
+  then kept for ``PLAYLIST_TTL`` seconds, at most ``PLAYLIST_ENTRIES`` of them (least
+  recently used out first). They are only looked at once the facts say the VOD is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
+from stagecast.bus.base import Payload
+from stagecast.cache import TtlCache
+from stagecast.db import Database
+from stagecast.errors import NotFound
+from stagecast.live.playlists import Rendered
+from stagecast.live.storage import SegmentStorage, StorageError
+from stagecast.vod import service
+from stagecast.vod.events import VOD_CHANGED_TOPIC, VodChanged
+from stagecast.vod.library import Vod
+
+log = logging.getLogger(__name__)
+
+FACTS_TTL = 5.0  # seconds a VOD's facts are used without asking the database again
+FACTS_STALE = 60.0  # seconds past that they are still served while the database is away
+FACTS_ENTRIES = 10_000
+PLAYLIST_TTL = 600.0  # seconds a rendered playlist is kept (they never change)
+# A rendition playlist lists about 30 bytes per 2 s segment: a 4-hour VOD's is about 220 KB.
+PLAYLIST_ENTRIES = 512
+
+
+class Lookups:
+    """Per-process cache of VOD facts and rendered playlists, kept current over the bus."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        storage: SegmentStorage,
+        *,
+        facts_ttl: float = FACTS_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._storage = storage
+        self.facts: TtlCache[int, Vod | None] = TtlCache(
+            max_entries=FACTS_ENTRIES, ttl=facts_ttl, stale=FACTS_STALE, clock=clock
+        )
+        self.playlists: TtlCache[str, Rendered] = TtlCache(
+            max_entries=PLAYLIST_ENTRIES, ttl=PLAYLIST_TTL, clock=clock
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def vod(self, vod_id: int) -> Vod | None:
+        """Return VOD ``vod_id`` (no access check), or None if there is none or it is deleted.
+
+        Raises the database's errors only for an id not seen within ``FACTS_STALE`` seconds.
+        """
+        return await self.facts.get(vod_id, lambda: service.find(self._db, vod_id))
+
+    async def playlist(self, path: str) -> Rendered:
+        """Return the playlist stored at ``path``, rendered once. Raises NotFound."""
+
+        async def load() -> Rendered:
+            try:
+                return Rendered.of((await self._storage.read(path)).decode())
+            except (FileNotFoundError, StorageError, UnicodeDecodeError) as exc:
+                raise NotFound("not found") from exc
+
+        return await self.playlists.get(path, load)
+
+    async def announce(self, change: VodChanged) -> None:
+        """Drop VOD ``change.vod_id`` here at once, then tell every process (after commit).
+
+        A bus that is away is logged, not raised: the change has committed, and the other
+        processes see it within ``FACTS_TTL``.
+        """
+        self.facts.invalidate(change.vod_id)
+        try:
+            await VOD_CHANGED_TOPIC.publish(self._bus, change)
+        except BusUnavailable:
+            log.warning("vod %d: could not announce %s on the bus", change.vod_id, change.change)
+
+    def apply(self, item: Payload | Gap) -> None:
+        """Act on one message of ``vods.changed``: drop its VOD, or every VOD after a gap."""
+        if isinstance(item, Gap):
+            self.facts.clear()
+            return
+        try:
+            change = VOD_CHANGED_TOPIC.decode(item)
+        except ValueError:
+            log.warning("vod lookups: ignored a malformed vods.changed message")
+            return
+        self.facts.invalidate(change.vod_id)
+
+    async def start(self) -> None:
+        """Follow ``vods.changed`` (subscribed once this returns) until ``close``."""
+        subscription = await VOD_CHANGED_TOPIC.subscribe(self._bus, maxsize=1024)
+        self._task = asyncio.create_task(self._follow(subscription), name="vod-lookups")
+
+    async def close(self) -> None:
+        """Stop following the bus."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _follow(self, subscription: Subscription) -> None:
+        async with subscription:
+            while True:
+                item = await subscription.get()
+                if item is not None:
+                    self.apply(item)
