@@ -1,23 +1,33 @@
 """This process's one cache of slug → channel and active session, and who may watch a channel.
 
 Every viewer-facing request (playlists, the viewer feed, heartbeats) asks here instead of the
-database: one query a second per slug at most, an unknown slug included (cached as None).
+database: one query a second per slug at most, an unknown slug included (cached as None), and
+none for a string no channel can have. ``follow`` keeps it current over the bus: a session
+that starts, goes live or ends anywhere drops its slug here at once (the next request reads it
+again); a gap in the bus drops everything. The one-second expiry stays as the backstop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from stagecast.auth.service import Account
+from stagecast.bus import Bus, Gap
 from stagecast.cache import TtlCache
 from stagecast.channels.policy import Access, Action, allowed, can_view, with_token
-from stagecast.channels.service import access_to
+from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.channels.tokens import channel_target
 from stagecast.db import Database
 from stagecast.errors import NotFound
 from stagecast.live import service
 from stagecast.live.service import ChannelLive
+from stagecast.live.states import CHANGES_TOPIC
+
+log = logging.getLogger(__name__)
 
 LOOKUP_TTL = 1.0  # seconds a slug's channel and active session are cached
 # Seconds past that a known slug is still answered from memory while the database is reread
@@ -39,12 +49,36 @@ class Lookups:
             max_entries=10_000, ttl=LOOKUP_TTL, stale=LOOKUP_STALE
         )
 
+    async def follow(self, bus: Bus) -> asyncio.Task[None]:
+        """Subscribe to every channel's session changes; return the task applying them."""
+        subscription = await CHANGES_TOPIC.subscribe(bus, maxsize=4096)
+
+        async def apply() -> None:
+            async with subscription:
+                while True:
+                    message = await subscription.get()
+                    if message is None:
+                        return
+                    if isinstance(message, Gap):
+                        self.cache.clear()
+                        continue
+                    with contextlib.suppress(ValueError):  # not one of ours: ignored
+                        changed = CHANGES_TOPIC.decode(message)
+                        if changed.slug:
+                            self.cache.invalidate(changed.slug)
+                        else:
+                            self.cache.clear()  # an end found by id only: which slug is unknown
+
+        return asyncio.create_task(apply(), name="live-lookups")
+
     async def channel(self, slug: str, *, fresh: bool = False) -> ChannelLive | None:
         """Return the channel ``slug`` and its active session, or None if there is none.
 
         ``fresh`` skips the cached value; concurrent misses share one query (a hundred feeds
         resynchronising after a bus gap read the database once).
         """
+        if not SLUG_RE.fullmatch(slug):
+            return None  # no channel can have it (a NUL, upper case, too long): no query
         return await self.cache.get(slug, lambda: service.channel_live(self._db, slug), fresh=fresh)
 
     async def watchable(

@@ -34,7 +34,7 @@ from stagecast.live.hot import HotMedia
 from stagecast.live.playlists import SegmentEntry
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveDeps, LiveSession
-from stagecast.live.states import ACTIVE, STATE_TOPIC, SessionState, StateChanged
+from stagecast.live.states import ACTIVE, SessionState, StateChanged, announce_state
 from stagecast.live.storage import SegmentStorage
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,7 @@ class LiveManager:
             dvr_seconds=float(match.dvr_window_seconds),
             epoch=epoch,
             next_sequences=next_sequences,
+            low_latency=match.latency == "low",
         )
         if row.resumed:
             await self._refill(session, next_sequences)
@@ -353,7 +354,7 @@ class LiveManager:
         if ended is not None:
             with contextlib.suppress(StagecastError):
                 changed = StateChanged(SessionState.ENDED, session_id)
-                await STATE_TOPIC.publish(self.bus, changed, ended.channel_id)
+                await announce_state(self.bus, changed, ended.channel_id)
         return ended is not None
 
     # -- background -------------------------------------------------------------------------
@@ -439,4 +440,4 @@ class LiveManager:
     async def _announce(self, session: LiveSession, state: SessionState) -> None:
         with contextlib.suppress(StagecastError):
             changed = StateChanged(state, session.id, session.slug)
-            await STATE_TOPIC.publish(self.bus, changed, session.channel_id)
+            await announce_state(self.bus, changed, session.channel_id)

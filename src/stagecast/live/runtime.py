@@ -7,6 +7,8 @@ manager, whose first sweep may end sessions a crash left behind (running every e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
@@ -45,6 +47,14 @@ async def start_live(live: Live, stack: AsyncExitStack) -> None:
     """Start the manager (reconcile, sweep, key watch); close it on shutdown."""
     await live.manager.start()
     stack.push_async_callback(live.manager.close)
+    following = await live.lookups.follow(live.manager.bus)
+
+    async def stop_following() -> None:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+    stack.push_async_callback(stop_following)
 
 
 class HasLive(Protocol):

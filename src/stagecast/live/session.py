@@ -45,7 +45,7 @@ from stagecast.live.playlists import (
     render_master,
 )
 from stagecast.live.service import InitRecord, SegmentRecord, SessionRow
-from stagecast.live.states import STATE_TOPIC, SessionState, StateChanged
+from stagecast.live.states import SessionState, StateChanged, announce_state
 from stagecast.live.storage import SegmentStorage, media_path, session_path
 
 log = logging.getLogger(__name__)
@@ -648,7 +648,7 @@ class LiveSession:
     async def _announce(self, state: SessionState) -> None:
         with contextlib.suppress(StagecastError):
             changed = StateChanged(state, self.id, self.slug)
-            await STATE_TOPIC.publish(self.deps.bus, changed, self.channel_id)
+            await announce_state(self.deps.bus, changed, self.channel_id)
 
 
 def _epoch_of(map_uri: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from stagecast.bus import Bus
 from stagecast.bus.topics import Topic
 
 
@@ -41,3 +42,18 @@ class StateChanged:
 
 # ``live.<channel_id>``
 STATE_TOPIC: Topic[StateChanged] = Topic("live.{}", StateChanged)
+# Every channel's changes on one name, for what follows all channels (the slug lookups).
+CHANGES_TOPIC: Topic[StateChanged] = Topic("live.changes", StateChanged)
+
+
+async def announce_state(bus: Bus, changed: StateChanged, channel_id: int) -> None:
+    """Publish ``changed`` on the channel's topic and on ``CHANGES_TOPIC``.
+
+    Raises BusUnavailable.
+    """
+    await bus.publish_many(
+        [
+            (STATE_TOPIC.name(channel_id), STATE_TOPIC.encode(changed)),
+            (CHANGES_TOPIC.name(), CHANGES_TOPIC.encode(changed)),
+        ]
+    )

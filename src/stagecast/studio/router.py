@@ -58,7 +58,8 @@ def _context(
     lookups = live.lookups
 
     async def read_state() -> tuple[str, int | None]:
-        found = await lookups.channel(slug, fresh=True)
+        # Kept current over the bus (``Lookups.follow``): a join reads no database.
+        found = await lookups.channel(slug)
         if found is None or found.session_id is None:
             return "offline", None
         return found.state or "offline", found.session_id
