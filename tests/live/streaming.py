@@ -23,12 +23,13 @@ async def make_channel(
     profile: str = "passthrough",
     visibility: str = "public",
     owner: str | None = None,
+    latency: str = "low",
 ) -> str:
     """Create an owner and a channel on the running server; return the stream key."""
     db = server.core.db
     account = await accounts.create_account(db, owner or f"o-{slug}", "password123", "broadcaster")
     _, key = await channels.create_channel(
-        db, account, slug, profile=profile, visibility=visibility
+        db, account, slug, profile=profile, visibility=visibility, latency=latency
     )
     return key
 

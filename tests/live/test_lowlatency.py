@@ -186,3 +186,19 @@ async def test_blocking_reloads_and_parts_on_a_live_stream(server: RunningServer
         released = await asyncio.wait_for(waiting, 5)  # well before the 6 s hold limit
         assert released.status_code == 200
         assert "#EXT-X-ENDLIST" in released.text
+
+
+async def test_a_standard_channel_gets_standard_hls(server: RunningServer) -> None:
+    """A channel set to ``standard`` latency is served plain HLS: no parts, no server control,
+    and a blocking reload is refused with 400."""
+    key = await make_channel(server, "plain", latency="standard")
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=15) as http,
+        publish(server, key, 12),
+    ):
+        url = await _media_url(http, "plain")
+        text = (await http.get(url)).text
+        assert "#EXT-X-PART" not in text
+        assert "#EXT-X-SERVER-CONTROL" not in text
+        assert "#EXT-X-PRELOAD-HINT" not in text
+        assert (await http.get(url, params={"_HLS_msn": 0})).status_code == 400
