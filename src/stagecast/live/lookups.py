@@ -100,7 +100,8 @@ class Lookups:
         if found is None:
             raise NotFound("channel not found")
         known = Access(found.channel_id, found.owner_id, found.visibility, account)
-        known = with_token(known, self._secret_key, token, channel_target(found.channel_id))
+        if token is not None:  # most viewers of public channels come without one
+            known = with_token(known, self._secret_key, token, channel_target(found.channel_id))
         if account is None and identify is not None and not allowed(known, Action.VIEW):
             account = await identify()
             known = replace(known, account=account)

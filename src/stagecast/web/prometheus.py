@@ -137,6 +137,23 @@ class Exporter:
         )
         self.stats = StatsCollector()
         self.registry.register(self.stats)
+        # The labelled children, looked up once per label set rather than at every request.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its time to headers."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 10_000:  # label sets are bounded by routes; be safe
+                self._children.clear()
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def add(self, collector: Collector) -> None:
         """Register a collector on this app's registry."""
@@ -199,11 +216,12 @@ class HttpMetrics:
         finally:
             exporter.in_flight.dec()
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            exporter.requests.labels(method, route, str(seen["status"])).inc()
             latency = seen["latency"]
-            exporter.latency.labels(method, route).observe(
-                latency if latency is not None else time.perf_counter() - started
+            exporter.observe(
+                scope.get("method", "GET"),
+                route,
+                seen["status"],
+                latency if latency is not None else time.perf_counter() - started,
             )
 
 
