@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     login_attempts: int = Field(default=10, ge=1)
     login_window_seconds: float = Field(default=300.0, gt=0)
     session_days: float = Field(default=14.0, gt=0)
+    channels_per_user: int = Field(default=20, ge=1)  # admins are not limited
     cookie_secure: Literal["auto", "always", "never"] = "auto"
 
     # Live media.
@@ -102,10 +103,12 @@ class Settings(BaseSettings):
     metrics_feed_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     metrics_feed_channel_limit: int = Field(default=16, ge=1)
     metrics_feed_process_limit: int = Field(default=256, ge=1)
+    metrics_feed_account_limit: int = Field(default=32, ge=1)
     viewer_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
     viewer_heartbeat_limit: int = Field(default=120, ge=1)
     viewer_feed_channel_limit: int = Field(default=2000, ge=1)
     viewer_feed_process_limit: int = Field(default=10000, ge=1)
+    viewer_feed_address_limit: int = Field(default=32, ge=1)
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)
     webhook_retry_base_seconds: float = Field(default=10.0, gt=0)

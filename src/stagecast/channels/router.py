@@ -60,6 +60,7 @@ async def create_channel(
         profile=body.profile,
         dvr_window_seconds=body.dvr_window_seconds,
         latency=body.latency,
+        max_channels=core.settings.channels_per_user,
     )
     url = rtmp_url(core, request)
     return ChannelWithKeyOut(channel=ChannelOut.of(created, url), stream_key=key, rtmp_url=url)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -164,10 +164,12 @@ async def create_channel(
     profile: str = "passthrough",
     dvr_window_seconds: int = 0,
     latency: str = "low",
+    max_channels: int | None = None,
 ) -> tuple[Channel, str]:
     """Create a channel owned by ``owner``; return it and its stream key (shown once).
 
-    Raises Forbidden if the owner may not broadcast, Conflict if the slug is taken.
+    Raises Forbidden if the owner may not broadcast or (not an admin) already owns
+    ``max_channels`` channels, Conflict if the slug is taken.
     """
     validate_slug(slug)
     fields = {
@@ -185,6 +187,8 @@ async def create_channel(
     now = utcnow()
 
     async def unit(conn: AsyncConnection) -> Channel:
+        if max_channels is not None and not owner.is_admin:
+            await _within_channel_limit(conn, owner.id, max_channels)
         try:
             result = await conn.execute(
                 insert(channel)
@@ -207,6 +211,19 @@ async def create_channel(
 
     created = await db.run(unit, kind=Kind.WRITE, name="create_channel")
     return created, key.value
+
+
+async def _within_channel_limit(conn: AsyncConnection, owner_id: int, limit: int) -> None:
+    """Raise Forbidden if ``owner_id`` owns ``limit`` channels already.
+
+    The owner's row is locked first (PostgreSQL), so two creations at once cannot both pass.
+    """
+    await conn.execute(select(account.c.id).where(account.c.id == owner_id).with_for_update())
+    owned = await conn.scalar(
+        select(func.count()).select_from(channel).where(channel.c.owner_id == owner_id)
+    )
+    if int(owned or 0) >= limit:
+        raise Forbidden(f"you already own {limit} channels, the most one account may have")
 
 
 async def _fetch(conn: AsyncConnection, where: Any) -> Channel:

@@ -4,7 +4,9 @@ A feed subscribes to its channel's bus topics when its response starts and merge
 one bounded queue; it writes an event per message and a heartbeat comment when nothing
 happened for ``heartbeat`` seconds. While idle it sleeps on that queue: no polling, no busy
 loop, also when Redis is down (the bus then hands out a ``Gap`` and reconnects by itself).
-Connections are counted per channel and per process; past either limit a new one gets 429.
+Connections are counted per channel, per holder (the account of a studio feed, the client
+address of a viewer feed) and per process, all in this process; past any limit a new one gets
+429, so one tenant cannot take the slots every other channel shares.
 
 Studio feed events (``event: <name>`` then ``data: <JSON>``):
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -36,6 +38,7 @@ from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Snapshot
 from stagecast.vod.events import VOD_TOPIC
 
 HEARTBEAT = b": heartbeat\n\n"
+K = TypeVar("K", int, str)
 _QUEUE = 64
 
 
@@ -60,23 +63,48 @@ class FeedStats:
 
 
 class Slots:
-    """Bounded connection counts, per channel and for the whole process."""
+    """Bounded connection counts: per channel, per holder and for the whole process."""
 
-    def __init__(self, per_channel: int, per_process: int, stats: FeedStats) -> None:
+    def __init__(
+        self,
+        per_channel: int,
+        per_process: int,
+        stats: FeedStats,
+        *,
+        per_holder: int | None = None,
+        holder_kind: str = "account",
+    ) -> None:
         self.per_channel = per_channel
         self.per_process = per_process
+        self.per_holder = per_holder
+        self.holder_kind = holder_kind  # named in the refusal: "account", "address"
         self.stats = stats
         self._by_channel: dict[int, int] = {}
+        self._by_holder: dict[str, int] = {}
         self._total = 0
 
-    def acquire(self, channel_id: int) -> Callable[[], None]:
-        """Take a slot or raise TooManyRequests; return the (idempotent) release."""
-        held = self._by_channel.get(channel_id, 0)
-        if held >= self.per_channel or self._total >= self.per_process:
+    def _refusal(self, channel_id: int, holder: str | None) -> str | None:
+        if self._by_channel.get(channel_id, 0) >= self.per_channel:
+            return "this channel"
+        if (
+            holder is not None
+            and self.per_holder is not None
+            and self._by_holder.get(holder, 0) >= self.per_holder
+        ):
+            return f"this {self.holder_kind}"
+        if self._total >= self.per_process:
+            return "this server"
+        return None
+
+    def acquire(self, channel_id: int, holder: str | None = None) -> Callable[[], None]:
+        """Take a slot for ``holder`` or raise TooManyRequests; return the (idempotent) release."""
+        scope = self._refusal(channel_id, holder)
+        if scope is not None:
             self.stats.refused += 1
-            scope = "this channel" if held >= self.per_channel else "this server"
             raise TooManyRequests(f"too many open feeds for {scope}", retry_after=5)
-        self._by_channel[channel_id] = held + 1
+        _bump(self._by_channel, channel_id, 1)
+        if holder is not None:
+            _bump(self._by_holder, holder, 1)
         self._total += 1
         self.stats.open += 1
         self.stats.opened += 1
@@ -89,17 +117,28 @@ class Slots:
             released = True
             self._total -= 1
             self.stats.open -= 1
-            left = self._by_channel[channel_id] - 1
-            if left:
-                self._by_channel[channel_id] = left
-            else:
-                del self._by_channel[channel_id]
+            _bump(self._by_channel, channel_id, -1)
+            if holder is not None:
+                _bump(self._by_holder, holder, -1)
 
         return release
 
     def count(self, channel_id: int | None = None) -> int:
         """Return the open feeds of a channel (or of the process)."""
         return self._total if channel_id is None else self._by_channel.get(channel_id, 0)
+
+    def held_by(self, holder: str) -> int:
+        """Return the open feeds of ``holder``."""
+        return self._by_holder.get(holder, 0)
+
+
+def _bump(counts: dict[K, int], key: K, by: int) -> None:
+    """Add ``by`` to ``counts[key]``, dropping keys that reach zero (the map stays small)."""
+    left = counts.get(key, 0) + by
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 class EventStream(StreamingResponse):

@@ -20,6 +20,7 @@ from stagecast.channels.service import access_to
 from stagecast.core import Core
 from stagecast.errors import NotFound, TooManyRequests
 from stagecast.live.runtime import Live, LiveDep
+from stagecast.ratelimit import address_bucket
 from stagecast.signing import BadSignature
 from stagecast.studio import history
 from stagecast.studio.feeds import EventStream, FeedContext, studio_feed, viewer_feed
@@ -73,6 +74,11 @@ def _context(
     )
 
 
+def _address(request: Request) -> str:
+    """Return the client's address bucket (IPv6: its /64), the key of per-address limits."""
+    return address_bucket(request.client.host if request.client else "unknown")
+
+
 # -- feeds -----------------------------------------------------------------------------------
 
 
@@ -90,7 +96,8 @@ async def studio_events(
     A heartbeat comment is sent when nothing happened for 15 s.
     """
     access = await _studio_access(core, slug, account)
-    release = studio.studio_slots.acquire(access.channel_id)
+    holder = f"account:{account.id}" if account is not None else None  # only staff get here
+    release = studio.studio_slots.acquire(access.channel_id, holder)
     publisher = studio.publisher
     snapshot = publisher.latest.get(access.channel_id) or publisher.ended.peek(access.channel_id)
     context = _context(core, live, studio, slug, access.channel_id, owners=True)
@@ -104,6 +111,7 @@ async def studio_events(
 )
 async def viewer_events(
     slug: str,
+    request: Request,
     core: CoreDep,
     live: LiveDep,
     studio: StudioDep,
@@ -115,7 +123,7 @@ async def viewer_events(
     Sent when something changes, with a heartbeat comment every 15 s otherwise.
     """
     found = await live.lookups.watchable(slug, token, account)
-    release = studio.viewer_slots.acquire(found.channel_id)
+    release = studio.viewer_slots.acquire(found.channel_id, _address(request))
     latest = studio.publisher.latest.get(found.channel_id)
     viewers = latest.viewers.current if latest is not None else 0
     context = _context(core, live, studio, slug, found.channel_id, owners=False)
@@ -139,9 +147,8 @@ async def heartbeat(
     404 when the channel is offline.
     """
     settings = core.settings
-    client = request.client.host if request.client else "unknown"
     wait = await core.limiter.hit(
-        f"viewer-heartbeat:{client}", settings.viewer_heartbeat_limit, _HEARTBEAT_WINDOW
+        f"viewer-heartbeat:{_address(request)}", settings.viewer_heartbeat_limit, _HEARTBEAT_WINDOW
     )
     if wait is not None:
         raise TooManyRequests("too many heartbeats", retry_after=wait)

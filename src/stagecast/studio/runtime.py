@@ -128,10 +128,18 @@ async def start_studio(
         viewers=viewers,
         publisher=publisher,
         studio_slots=Slots(
-            settings.metrics_feed_channel_limit, settings.metrics_feed_process_limit, owners
+            settings.metrics_feed_channel_limit,
+            settings.metrics_feed_process_limit,
+            owners,
+            per_holder=settings.metrics_feed_account_limit,
+            holder_kind="account",
         ),
         viewer_slots=Slots(
-            settings.viewer_feed_channel_limit, settings.viewer_feed_process_limit, watchers
+            settings.viewer_feed_channel_limit,
+            settings.viewer_feed_process_limit,
+            watchers,
+            per_holder=settings.viewer_feed_address_limit,
+            holder_kind="address",
         ),
         studio_stats=owners,
         viewer_stats=watchers,
