@@ -23,6 +23,7 @@ from stagecast.channels import tokens
 from stagecast.config import Settings
 from stagecast.db import Database
 from stagecast.live import service
+from stagecast.live.delivery import sign_viewer
 from stagecast.live.hooks import SessionHooks, ViewEvent
 from stagecast.live.hot import HotMedia
 from stagecast.live.playlists import Rendered
@@ -172,7 +173,8 @@ async def test_the_master_answers_304_per_viewer_and_variants_carry_vs_but_segme
     assert other.headers["etag"] != etag
 
     variant = parse_live(master.text).playlists[0].uri
-    assert parse_qs(urlsplit(variant).query)["vs"] == [VIEWER]
+    signed = parse_qs(urlsplit(variant).query)["vs"][0]
+    assert signed.startswith(VIEWER + ".")  # the page's id, signed by the server
     media = await http.get(f"/hls/master/{variant}")
     assert media.status_code == 200
     uris = [line for line in media.text.splitlines() if line and not line.startswith("#")]
@@ -184,13 +186,15 @@ async def test_the_master_answers_304_per_viewer_and_variants_carry_vs_but_segme
 async def test_viewers_are_counted_on_every_playlist_request_even_a_304(
     server: RunningServer, http: httpx.AsyncClient, cmaf: CMAF
 ) -> None:
-    """A media playlist request with ``vs`` reaches the view observers, also when it is a 304."""
+    """A media playlist request with a ``vs`` the master signed reaches the view observers,
+    also when it is a 304."""
     seen: list[ViewEvent] = []
     server.runtime.live.hooks.on_view.append(seen.append)
     pushed = await push_live(server, http, "counted", cmaf, 2)
-    first = await until_ok(http, pushed.media_url, vs=VIEWER)
+    vs = sign_viewer(server.core.secret_key, pushed.channel_id, VIEWER)
+    first = await until_ok(http, pushed.media_url, vs=vs)
     cached = await http.get(
-        pushed.media_url, params={"vs": VIEWER}, headers={"If-None-Match": first.headers["etag"]}
+        pushed.media_url, params={"vs": vs}, headers={"If-None-Match": first.headers["etag"]}
     )
     assert cached.status_code == 304
     ours = [e for e in seen if e.session_id == pushed.session.id]
@@ -236,7 +240,8 @@ async def test_a_private_channel_keeps_its_token_in_every_uri(
     token = tokens.issue(server.core.secret_key, tokens.channel_target(pushed.channel_id))
     master = await until_ok(http, pushed.master_url, token=token, vs=VIEWER)
     variant = parse_live(master.text).playlists[0].uri
-    assert parse_qs(urlsplit(variant).query) == {"token": [token], "vs": [VIEWER]}
+    signed = sign_viewer(server.core.secret_key, pushed.channel_id, VIEWER)
+    assert parse_qs(urlsplit(variant).query) == {"token": [token], "vs": [signed]}
 
     media = await http.get(f"/hls/private/{variant}")
     assert media.status_code == 200
@@ -340,3 +345,27 @@ async def test_a_zero_hot_media_bound_serves_every_segment_from_storage(
         path.unlink()
         assert (await http.get(f"{pushed.base}/seg-00000001.m4s")).status_code == 404
         assert server.runtime.live.manager.deps.hot.bytes_held == 0
+
+
+async def test_made_up_viewer_ids_are_not_counted(
+    server: RunningServer, http: httpx.AsyncClient, cmaf: CMAF
+) -> None:
+    """Playlist requests with random ``vs`` (or a signature for another channel) count no one;
+    one address gets at most 30 new signed ids a minute from the master, then plays uncounted."""
+    seen: list[ViewEvent] = []
+    server.runtime.live.hooks.on_view.append(seen.append)
+    pushed = await push_live(server, http, "inflate", cmaf, 2)
+    await until_ok(http, pushed.media_url)
+    for number in range(200):
+        made_up = f"viewer-{number:06d}"
+        assert (await http.get(pushed.media_url, params={"vs": made_up})).status_code == 200
+    forged = sign_viewer(server.core.secret_key, pushed.channel_id + 1, "viewer-forged")
+    assert (await http.get(pushed.media_url, params={"vs": forged})).status_code == 200
+    assert (await http.get(pushed.media_url, params={"vs": "x" * 500})).status_code == 400
+    assert [e for e in seen if e.session_id == pushed.session.id] == []
+    carried = []
+    for _ in range(35):
+        master = await http.get(pushed.master_url)
+        assert master.status_code == 200
+        carried.append("vs=" in master.text)
+    assert carried.count(True) == 30  # the rest play, uncounted

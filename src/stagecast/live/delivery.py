@@ -17,7 +17,9 @@ channel who comes with a session cookie instead of a token (their account is loo
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -35,6 +37,7 @@ from stagecast.live.runtime import Live
 from stagecast.live.service import ChannelLive
 from stagecast.live.session import LiveSession
 from stagecast.live.storage import StorageError, media_path, session_path
+from stagecast.ratelimit import RateLimiter, address_bucket
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,21 @@ _MASTER_CACHE = "private, no-cache"
 _DIRECTIVES = frozenset({"_HLS_msn", "_HLS_part", "_HLS_skip"})
 _MAX_NUMBER = 10**12
 _VIEWER = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# New viewer ids one address may get per channel and minute (a household, a school behind NAT).
+_VIEWERS_PER_MINUTE = 30
 _TOKEN_MAX = 1024
 
 # Who is asking, looked up only when a channel is not open to the caller without it.
 Identify = Callable[[], Awaitable[Account | None]]
 
 
-async def answer(live: Live, request: MediaRequest, identify: Identify) -> Reply:
+async def answer(
+    live: Live, request: MediaRequest, identify: Identify, *, limiter: RateLimiter
+) -> Reply:
     """Answer a GET or HEAD under ``/hls/<slug>/``. Raises NotFound and BadRequest."""
     parts = request.path.split("/")  # "", "hls", slug, ...
     if len(parts) == 4 and parts[3] == "master.m3u8":
-        return await _master(live, request, parts[2], identify)
+        return await _master(live, request, parts[2], identify, limiter)
     if len(parts) == 6:
         match = _SESSION.fullmatch(parts[3])
         if match is None or not _RENDITION.fullmatch(parts[4]):
@@ -109,6 +116,42 @@ def _viewer_id(given: str | None) -> str:
     return given if given and _VIEWER.fullmatch(given) else secrets.token_urlsafe(12)
 
 
+def _viewer_mac(secret: str, channel_id: int, viewer: str) -> str:
+    key = hashlib.blake2b(secret.encode(), digest_size=32).digest()
+    mac = hashlib.blake2b(f"vs:{channel_id}:{viewer}".encode(), key=key, digest_size=9)
+    return base64.urlsafe_b64encode(mac.digest()).decode()
+
+
+def sign_viewer(secret: str, channel_id: int, viewer: str) -> str:
+    """Return the ``vs`` the master hands out: the viewer id and a MAC bound to the channel."""
+    return f"{viewer}.{_viewer_mac(secret, channel_id, viewer)}"
+
+
+def verified_viewer(secret: str, channel_id: int, vs: str | None) -> str | None:
+    """Return the viewer id of a ``vs`` this server signed for the channel, else None.
+
+    Only these are counted: a playlist request with an id of the caller's own making counts
+    for nothing, so random ids cannot inflate the count (issue 16 item 6).
+    """
+    viewer, dot, mac = (vs or "").rpartition(".")
+    if not dot or not _VIEWER.fullmatch(viewer):
+        return None
+    expected = _viewer_mac(secret, channel_id, viewer)
+    return viewer if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+
+async def _issue_viewer(
+    live: Live, limiter: RateLimiter, request: MediaRequest, channel_id: int
+) -> str | None:
+    """Sign the player's viewer id, at most ``_VIEWERS_PER_MINUTE`` new ones per address."""
+    viewer = _viewer_id(request.text("vs", max_length=64))
+    bucket = address_bucket(request.client or "unknown")
+    wait = await limiter.hit(f"viewers:{channel_id}:{bucket}", _VIEWERS_PER_MINUTE, 60.0)
+    if wait is not None:
+        return None  # still plays, only not counted again
+    return sign_viewer(live.lookups.secret_key, channel_id, viewer)
+
+
 async def _stored(live: Live, path: str) -> Rendered:
     """Return the playlist another process wrote to storage (hashed here for its ETag)."""
     try:
@@ -117,7 +160,9 @@ async def _stored(live: Live, path: str) -> Rendered:
         raise NotFound("not found") from exc
 
 
-async def _master(live: Live, request: MediaRequest, slug: str, identify: Identify) -> Reply:
+async def _master(
+    live: Live, request: MediaRequest, slug: str, identify: Identify, limiter: RateLimiter
+) -> Reply:
     """Serve the master playlist of the channel's current session (404 when offline).
 
     Variant URIs carry a playback session id (``vs``, the page's own when it passes one), so
@@ -126,8 +171,8 @@ async def _master(live: Live, request: MediaRequest, slug: str, identify: Identi
     """
     token = request.text("token", max_length=_TOKEN_MAX)
     preview = request.query.get("preview", "").lower() in ("1", "true", "yes", "on")
-    viewer = None if preview else _viewer_id(request.text("vs", max_length=64))
     found = await live.lookups.watchable(slug, token, None, identify=identify)
+    viewer = None if preview else await _issue_viewer(live, limiter, request, found.channel_id)
     local = live.manager.local(found.channel_id)
     if local is not None and (local.id == found.session_id or found.session_id is None):
         rendered = local.master()
@@ -155,9 +200,11 @@ async def _media_playlist(
     """
     token = request.text("token", max_length=_TOKEN_MAX)
     found = await _current(live, slug, session_id, token, identify)
-    vs = request.text("vs", max_length=64)
-    if vs and _VIEWER.fullmatch(vs):
-        _count_view(live, ViewEvent(session_id, found.channel_id, vs))
+    viewer = verified_viewer(
+        live.lookups.secret_key, found.channel_id, request.text("vs", max_length=96)
+    )
+    if viewer is not None:
+        _count_view(live, ViewEvent(session_id, found.channel_id, viewer))
     local = live.manager.local(found.channel_id)
     if local is not None and local.id == session_id:
         return await _local_playlist(live, request, local, rendition, found, token)

@@ -44,7 +44,7 @@ class Lookups:
 
     def __init__(self, db: Database, secret_key: str) -> None:
         self._db = db
-        self._secret_key = secret_key
+        self.secret_key = secret_key
         self.cache: TtlCache[str, ChannelLive | None] = TtlCache(
             max_entries=10_000, ttl=LOOKUP_TTL, stale=LOOKUP_STALE
         )
@@ -101,7 +101,7 @@ class Lookups:
             raise NotFound("channel not found")
         known = Access(found.channel_id, found.owner_id, found.visibility, account)
         if token is not None:  # most viewers of public channels come without one
-            known = with_token(known, self._secret_key, token, channel_target(found.channel_id))
+            known = with_token(known, self.secret_key, token, channel_target(found.channel_id))
         if account is None and identify is not None and not allowed(known, Action.VIEW):
             account = await identify()
             known = replace(known, account=account)

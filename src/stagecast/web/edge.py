@@ -87,7 +87,9 @@ class MediaEdge:
                     runtime.core, runtime.live, runtime.vod.lookups, request, who
                 )
             else:
-                reply = await delivery.answer(runtime.live, request, who)
+                reply = await delivery.answer(
+                    runtime.live, request, who, limiter=runtime.core.limiter
+                )
             await send_reply(reply, send, head=request.head)
         except StagecastError as exc:  # raised before the first byte of an answer is sent
             response = error_response(
