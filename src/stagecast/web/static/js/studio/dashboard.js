@@ -32,7 +32,7 @@
     $("preview-box").hidden = false;
     // The broadcaster's own preview is not a viewer: ask the server not to count it.
     const previewUrl = status.master_url + (status.master_url.includes("?") ? "&" : "?") + "preview=1";
-    player = attachPlayer(video, previewUrl, { live: true });
+    player = attachPlayer(video, previewUrl, { live: true, latency: status.latency });
     playingSession = sessionId;
     video.play().catch(() => {});
   }
