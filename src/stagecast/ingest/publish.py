@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from stagecast.channels.service import NotBroadcasting, verify_stream_key
 from stagecast.db import Database
@@ -59,13 +58,11 @@ class RtmpIngest:
         manager: LiveManager,
         *,
         ffmpeg: str,
-        scratch: Path,
         segment_seconds: float,
     ) -> None:
         self._db = db
         self._manager = manager
         self._ffmpeg = ffmpeg
-        self._scratch = scratch
         self._segment_seconds = segment_seconds
 
     async def open_publish(
@@ -92,7 +89,6 @@ class RtmpIngest:
         feed = FlvFeed(
             session,
             ffmpeg=self._ffmpeg,
-            scratch=self._scratch,
             segment_seconds=self._segment_seconds,
             on_fatal=control.disconnect,
         )

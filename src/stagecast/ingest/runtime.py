@@ -43,7 +43,6 @@ async def start_ingest(core: Core, live: Live, stack: AsyncExitStack) -> Ingest:
         core.db,
         live.manager,
         ffmpeg=ffmpeg_binary(settings.ffmpeg),
-        scratch=settings.data_dir / "scratch",
         segment_seconds=settings.segment_seconds,
     )
     limits = RtmpLimits(

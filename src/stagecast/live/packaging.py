@@ -11,7 +11,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from stagecast.live import flv, ladder
 from stagecast.live.fmp4 import MediaError
@@ -35,13 +34,11 @@ class FlvFeed:
         session: LiveSession,
         *,
         ffmpeg: str,
-        scratch: Path,
         segment_seconds: float,
         on_fatal: Fatal,
     ) -> None:
         self.session = session
         self._ffmpeg = ffmpeg
-        self._scratch = scratch
         self._segment_seconds = segment_seconds
         self._on_fatal = on_fatal
         self._metadata: dict[str, object] = {}
