@@ -1,510 +1,95 @@
 """Viewer delivery: one Stagecast process against nginx and a bare ASGI app, same files.
 
-A real ffmpeg publishes a 720p stream (2.5 Mbit/s video, 128 kbit/s audio, 2 s GOP) over RTMP
-into one ``stagecast serve`` on SQLite, as the soak bench does. Once a segment is complete, the
-bench copies that segment and the live media playlist out of Stagecast's data directory and
-serves the same bytes from Debian's nginx (one worker, ``sendfile on``, a generated config on a
-free port) and from a bare ASGI app on uvicorn (the same server stack Stagecast runs on, bytes
-held in memory). Then, in one run and while the stream stays live, each server takes the same
-load in turn: one ~2 s segment at 50 and at 200 connections, the live media playlist at 200
-connections (the URIs a player gets from the master playlist, query included), and a segment
-that has left the live window at 50 connections. Stagecast's live-window segment is the newest
-its playlist lists when each run starts (served from the session's memory), the old one is the
-segment copied at the start (served from storage); nginx and the bare app serve the copy.
+A real ffmpeg publishes a 720p stream (about 3 Mbit/s: 2.85 Mbit/s video, 128 kbit/s audio,
+2 s GOP) over RTMP into one ``stagecast serve`` on SQLite, on two channels: ``low`` latency
+(LL-HLS) and ``standard`` (``bench.delivery_servers``). The newest segment, the newest part
+and the live media playlist are copied out of Stagecast and served as the same bytes by
+Debian's nginx (one worker, ``sendfile on``) and a bare ASGI app on uvicorn (bytes in memory).
 
-Prints req/s, MB/s, p50/p99 latency, the CPU the server used and the CPU the load generator
-used (the median round of three, one with ``--quick``), and the ratio to nginx (the median and
-range of the ratios within one round: the servers take turns, so a round's ratio compares them
-under the same background load); then the targets (segments >= 0.7x nginx, playlists >= 0.3x).
-The load generator is ``wrk`` (one thread) when installed, else a small asyncio client of this
-module. A missing nginx or wrk is installed with apt-get when the bench runs as root and
-reaches the Debian mirror; otherwise that column is skipped with the reason (never a failure).
+1. The table. In one run and while the streams stay live, each server takes the same load in
+   turn: the newest listed segment at 50 and 200 connections, the live media playlist at 200
+   (its URL as a player gets it from the master), the newest listed part at 200, blocking
+   reloads at 200 (each connection asks for the part after the newest it saw; nginx and the
+   bare app have no such thing) and a segment out of the live window at 50 (from storage).
+   Prints req/s, MB/s, p50/p99, the CPU of the server and of the load generator (median round
+   of three, one with ``--quick``) and the ratios to nginx (``bench.delivery_load``).
+2. Viewers held: simulated hls.js-like players (standard, and LL-HLS) at rising counts, in
+   their own processes; the largest count at which no player fell behind its media
+   (``bench.delivery_players``).
+3. Glass to glass: the channel played in Chromium with the vendored hls.js, ``standard`` and
+   ``low`` side by side, ``Date.now() - hls.playingDate`` p50/p95 and stalls over 10 minutes
+   (``--minutes``; one with ``--quick``) (``bench.delivery_glass``).
+
+Then the targets: segments >= 0.7x nginx, playlists >= 0.3x; >= 1,000 standard and >= 500
+LL-HLS viewers held; LL-HLS p50 <= 2.0 s, p95 <= 3.0 s, no stall; standard p50 <= 5 s.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
 import os
-import re
-import resource
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
 
-import httpx
+from bench import delivery_glass, delivery_players
+from bench.delivery_glass import Glass
+from bench.delivery_load import Figures, measure
+from bench.delivery_players import LATE, Step
+from bench.delivery_servers import (
+    PART,
+    PLAYLIST,
+    SEGMENT,
+    Stage,
+    Target,
+    bare,
+    install_missing,
+    nginx,
+    stagecast,
+    tool,
+)
+from bench.ingest import FFMPEG
 
-from bench.chat_servers import PYTHON, ROOT, free_port
-from bench.ingest import FFMPEG, _cpu_seconds, _looped_copy, _make_source, _percentile
-from bench.soak import _server, _wait_ready
-from stagecast.auth import service as accounts
-from stagecast.channels import service as channels
-from stagecast.config import Settings
-from stagecast.db import open_database
-from stagecast.db.migrate import upgrade
-
-SLUG = "delivery"
-SEGMENT, PLAYLIST = "segment.m4s", "index.m3u8"
-# "segment" is the newest the live playlist lists (what a live player fetches next: from the
-# session's memory); "old segment" is one that has left the live window (from storage).
-CELLS = (("segment", 50), ("segment", 200), ("playlist", 200), ("old segment", 50))
+CELLS = (
+    ("segment", 50),
+    ("segment", 200),
+    ("playlist", 200),
+    ("part", 200),
+    ("blocking", 200),
+    ("old segment", 50),
+)
 LABELS = {
     "segment": "live-window segment",
     "playlist": "live media playlist",
+    "part": "newest listed part",
+    "blocking": "blocking reload (next part)",
     "old segment": "segment out of the live window",
 }
 TARGETS = {"segment": 0.7, "playlist": 0.3, "old segment": 0.7}  # Stagecast / nginx req/s
-_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
-_TYPES = {SEGMENT: b"video/iso.segment", PLAYLIST: b"application/vnd.apple.mpegurl"}
-
-
-@dataclass(frozen=True)
-class Figures:
-    """What one server did under one load: rates, latency (s), CPU (cores busy)."""
-
-    requests_per_s: float
-    mb_per_s: float
-    p50: float
-    p99: float
-    errors: int
-    server_cpu: float
-    generator_cpu: float
-
-
-@dataclass(frozen=True)
-class Target:
-    """One server under test: its name, the URL of each request kind, the pids doing the work.
-
-    A URL is read just before each run (the live edge moves on).
-    """
-
-    name: str
-    urls: dict[str, Callable[[], str]]
-    pids: list[int]
-
-
-def _tool(name: str) -> str | None:
-    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-
-
-def _mirror_reachable() -> bool:
-    """Return whether a TCP connection opens to the first host of apt's sources (3 s)."""
-    # apt reads only these two suffixes (a ``.list.disabled`` file is not a source).
-    folder = Path("/etc/apt/sources.list.d")
-    sources = [Path("/etc/apt/sources.list"), *folder.glob("*.list"), *folder.glob("*.sources")]
-    for path in sources:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            found = re.search(r"https?://\S+", line.split("#", 1)[0])
-            if found:
-                url = urlsplit(found.group(0))
-                port = url.port or (443 if url.scheme == "https" else 80)
-                try:
-                    socket.create_connection((url.hostname or "", port), timeout=3).close()
-                except OSError:
-                    return False
-                return True
-    return False
-
-
-def _apt(*args: str) -> bool:
-    """Run apt-get with ``args`` non-interactively (5 min at most); return whether it worked."""
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        done = subprocess.run(
-            ["apt-get", *args], env=env, capture_output=True, check=False, timeout=300
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def _install_missing() -> dict[str, str]:
-    """Install nginx and wrk when missing and allowed; return {tool: why it is missing}."""
-    missing = [tool for tool in _PACKAGES if _tool(tool) is None]
-    if not missing:
-        return {}
-    if os.geteuid() != 0:
-        return dict.fromkeys(missing, "not installed (apt-get needs root)")
-    if not _mirror_reachable():
-        return dict.fromkeys(missing, "not installed (no network to the Debian mirror)")
-    packages = [_PACKAGES[tool] for tool in missing]
-    print(f"  installing {' '.join(packages)} with apt-get", flush=True)
-    # A fresh machine has no package lists yet: update them when the first try fails.
-    if not _apt("install", "-y", "-q", *packages):
-        _apt("update", "-q")
-        _apt("install", "-y", "-q", *packages)
-    return {tool: "apt-get could not install it" for tool in missing if _tool(tool) is None}
-
-
-# -- the load generators ---------------------------------------------------------------------
-
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-
-
-def _wrk_seconds(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
-def _wrk(url: str, connections: int, seconds: float) -> tuple[float, float, float, float, int]:
-    """Run wrk (one thread); return req/s, bytes/s, p50, p99 (s) and failed requests."""
-    wrk = _tool("wrk")
-    assert wrk is not None
-    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency"]
-    out = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
-    total = re.search(r"(\d+) requests in ([\d.]+)(\w+), ([\d.]+)(\w+) read", out)
-    if total is None:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    elapsed = _wrk_seconds(total.group(2) + total.group(3))
-    size = float(total.group(4)) * _SIZES[total.group(5)]
-    percentile = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.MULTILINE))
-    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout) (\d+)", out))
-    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write) (\d+)", out))
-    return (
-        int(total.group(1)) / elapsed,
-        size / elapsed,
-        _wrk_seconds(percentile["50"]),
-        _wrk_seconds(percentile["99"]),
-        errors,
-    )
-
-
-async def _fetch_loop(url: str, until: float, latencies: list[float], sizes: list[int]) -> None:
-    """Fetch ``url`` over one keep-alive connection until ``until`` (monotonic seconds)."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
-    loop = asyncio.get_running_loop()
-    with socket.socket() as sock:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (parts.hostname, parts.port))
-        buffer = bytearray(256 * 1024)
-        while time.monotonic() < until:
-            started = time.perf_counter()
-            await loop.sock_sendall(sock, request)
-            head, left, received = bytearray(), -1, 0
-            while left != 0:
-                count = await loop.sock_recv_into(sock, buffer)
-                if count == 0:
-                    raise ConnectionError("the server closed the connection")
-                received += count
-                if left < 0:
-                    head += buffer[:count]
-                    end = head.find(b"\r\n\r\n")
-                    if end < 0:
-                        continue
-                    length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head[:end])
-                    if length is None or not head.startswith(b"HTTP/1.1 200"):
-                        raise ConnectionError(f"unexpected response: {bytes(head[:end])!r}")
-                    left = int(length.group(1)) - (len(head) - end - 4)
-                else:
-                    left -= count
-            latencies.append(time.perf_counter() - started)
-            sizes.append(received)
-
-
-def _asyncio_load(url: str, connections: int, seconds: float) -> tuple[float, ...]:
-    """Run the asyncio client in this process; return what ``_wrk`` returns."""
-    latencies: list[float] = []
-    sizes: list[int] = []
-
-    async def main() -> list[BaseException | None]:
-        until = time.monotonic() + seconds
-        jobs = (_fetch_loop(url, until, latencies, sizes) for _ in range(connections))
-        return await asyncio.gather(*jobs, return_exceptions=True)
-
-    started = time.monotonic()
-    outcomes = _run_loop(main())
-    elapsed = time.monotonic() - started
-    errors = sum(1 for outcome in outcomes if outcome is not None)
-    return (
-        len(latencies) / elapsed,
-        sum(sizes) / elapsed,
-        _percentile(latencies, 0.5),
-        _percentile(latencies, 0.99),
-        errors,
-    )
-
-
-def _run_loop(
-    main: Coroutine[object, object, list[BaseException | None]],
-) -> list[BaseException | None]:
-    try:
-        import uvloop  # ships with uvicorn[standard]
-    except ImportError:  # pragma: no cover
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
-def _cpu_now(include_self: bool) -> float:
-    """Return CPU seconds used so far by waited-for children (and this process if asked)."""
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = used.ru_utime + used.ru_stime
-    if include_self:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        total += own.ru_utime + own.ru_stime
-    return total
-
-
-def _measure(target: Target, kind: str, connections: int, seconds: float) -> Figures:
-    """Load ``target`` with requests of ``kind`` and return the figures of that run."""
-    generate: Callable[[str, int, float], tuple[float, ...]]
-    generate = _wrk if _tool("wrk") else _asyncio_load
-    # The asyncio client runs in this process: its cost is this process's CPU.
-    own = generate is _asyncio_load
-    cpu_before, server_before = _cpu_now(own), _cpu_seconds(target.pids)
-    wall_before = time.monotonic()
-    rate, throughput, p50, p99, errors = generate(target.urls[kind](), connections, seconds)
-    wall = time.monotonic() - wall_before
-    return Figures(
-        requests_per_s=rate,
-        mb_per_s=throughput / 1e6,
-        p50=p50,
-        p99=p99,
-        errors=int(errors),
-        server_cpu=(_cpu_seconds(target.pids) - server_before) / wall,
-        generator_cpu=(_cpu_now(own) - cpu_before) / wall,
-    )
-
-
-# -- the servers ------------------------------------------------------------------------------
-
-
-async def _prepare(data_dir: Path) -> str:
-    """Create the database, a broadcaster and the public channel ``SLUG``; return its key."""
-    settings = Settings(_env_file=None, data_dir=data_dir, secret_key="bench")
-    db = open_database(settings)
-    try:
-        await upgrade(db)
-        owner = await accounts.create_account(db, "delivery-owner", "bench-password", "broadcaster")
-        _, key = await channels.create_channel(db, owner, SLUG)
-    finally:
-        await db.dispose()
-    return key
-
-
-def _live_urls(client: httpx.Client, timeout: float = 90.0) -> tuple[str, str, float]:
-    """Wait for a complete segment; return the playlist URL, a segment URL and its duration.
-
-    The playlist URL is the master playlist's first variant, as a player gets it; the segment
-    is the newest listed once at least two are (the first one of a session may be short).
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/api/v1/channels/{SLUG}/live", timeout=5.0).json()
-        if status.get("master_url"):
-            master_url = str(client.base_url.join(status["master_url"]))
-            master = client.get(master_url, timeout=5.0)
-            variants = [ln for ln in master.text.splitlines() if ln and not ln.startswith("#")]
-            if master.status_code == 200 and variants:
-                playlist_url = urljoin(master_url, variants[0])
-                text = client.get(playlist_url, timeout=5.0).text
-                listed = re.findall(r"#EXTINF:([\d.]+),[^\n]*\n(\S+)", text)
-                if len(listed) >= 2:
-                    duration, uri = listed[-1]
-                    return playlist_url, urljoin(playlist_url, uri), float(duration)
-        # Polling with a deadline: the stream's first segments take a few seconds to appear.
-        time.sleep(0.5)
-    raise TimeoutError(f"no complete segment listed after {timeout:.0f} s")
-
-
-def _listed(client: httpx.Client, playlist_url: str) -> list[str]:
-    text = client.get(playlist_url, timeout=5.0).text
-    return [urljoin(playlist_url, ln) for ln in text.splitlines() if ln and ln[0] != "#"]
-
-
-def _newest(client: httpx.Client, playlist_url: str) -> str:
-    """Return the URL of the newest segment the live playlist lists."""
-    return _listed(client, playlist_url)[-1]
-
-
-def _out_of_window(client: httpx.Client, playlist_url: str, segment_url: str) -> str:
-    """Return ``segment_url`` once the live playlist no longer lists it (else raise)."""
-    if segment_url in _listed(client, playlist_url):
-        raise RuntimeError(f"{segment_url} is still in the live window")
-    return segment_url
-
-
-def _copy_media(client: httpx.Client, data_dir: Path, segment_url: str, docroot: Path) -> None:
-    """Copy the segment and its media playlist out of the data directory into ``docroot``."""
-    name = Path(urlsplit(segment_url).path).name
-    found = next(data_dir.rglob(name), None)
-    if found is None or not (found.parent / PLAYLIST).is_file():
-        raise RuntimeError(f"{name} or its {PLAYLIST} is not in {data_dir}")
-    shutil.copyfile(found, docroot / SEGMENT)
-    shutil.copyfile(found.parent / PLAYLIST, docroot / PLAYLIST)
-    if client.get(segment_url, timeout=10.0).content != (docroot / SEGMENT).read_bytes():
-        raise RuntimeError("Stagecast serves other bytes than the segment file it stored")
-
-
-def _stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-@contextmanager
-def _stagecast(folder: Path, source: Path, docroot: Path) -> Iterator[tuple[Target, float]]:
-    """Run ``stagecast serve`` with ``source`` published live; yield it and the segment length."""
-    data_dir = folder / "data"
-    data_dir.mkdir()
-    key = asyncio.run(_prepare(data_dir))
-    port, rtmp_port = free_port(), free_port()
-    with ExitStack() as stack:
-        server = _server(data_dir, port, rtmp_port)
-        stack.callback(_stop, server)
-        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}"))
-        _wait_ready(client, port)
-        # Published for longer than any run lasts; stopped when the bench is done.
-        publisher = subprocess.Popen(
-            [*_looped_copy(source, 3600), "-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/{key}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        stack.callback(_stop, publisher, 10.0)
-        playlist_url, segment_url, duration = _live_urls(client)
-        _copy_media(client, data_dir, segment_url, docroot)
-        urls: dict[str, Callable[[], str]] = {
-            "segment": lambda: _newest(client, playlist_url),
-            "playlist": lambda: playlist_url,
-            "old segment": lambda: _out_of_window(client, playlist_url, segment_url),
-        }
-        yield Target("Stagecast", urls, [server.pid]), duration
-
-
-def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with status {process.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # polling with a deadline for the port to open
-    raise TimeoutError(f"port {port} not open after {timeout:.0f} s")
-
-
-def _urls(port: int) -> dict[str, Callable[[], str]]:
-    segment, playlist = f"http://127.0.0.1:{port}/{SEGMENT}", f"http://127.0.0.1:{port}/{PLAYLIST}"
-    return {
-        "segment": lambda: segment,
-        "playlist": lambda: playlist,
-        "old segment": lambda: segment,
-    }
-
-
-_NGINX_CONF = """\
-{user}worker_processes 1;
-daemon off;
-pid {folder}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    # wrk keeps its connections open; do not make nginx reconnect every 1,000 requests.
-    keepalive_requests 1000000;
-    client_body_temp_path {folder}/body;
-    types {{ video/iso.segment m4s; application/vnd.apple.mpegurl m3u8; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {docroot};
-    }}
-}}
-"""
-
-
-@contextmanager
-def _nginx(folder: Path, docroot: Path) -> Iterator[Target]:
-    """Run nginx (one worker, sendfile) on ``docroot``; yield it with its worker's pid."""
-    nginx = _tool("nginx")
-    assert nginx is not None
-    port = free_port()
-    # A root master drops its worker to "nobody", who could not read a private temp dir.
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    conf = folder / "nginx.conf"
-    conf.write_text(_NGINX_CONF.format(user=user, folder=folder, port=port, docroot=docroot))
-    command = [nginx, "-e", "stderr", "-p", str(folder), "-c", str(conf)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        try:
-            _wait_port(port, process)
-        except RuntimeError as exc:
-            error = process.stderr.read().decode().strip() if process.stderr else ""
-            raise RuntimeError(f"nginx {exc}: {error}") from exc
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        yield Target("nginx", _urls(port), [int(pid) for pid in children] or [process.pid])
-    finally:
-        _stop(process)
-
-
-@contextmanager
-def _bare(docroot: Path) -> Iterator[Target]:
-    """Run the bare ASGI app on uvicorn in its own process; yield it."""
-    port = free_port()
-    command = [PYTHON, "-m", "bench.delivery", "bare", str(port), str(docroot)]
-    process = subprocess.Popen(command, cwd=ROOT)
-    try:
-        _wait_port(port, process)
-        yield Target("bare ASGI", _urls(port), [process.pid])
-    finally:
-        _stop(process)
-
-
-def bare_app(docroot: Path) -> Callable[..., object]:
-    """Return an ASGI app that answers ``/segment.m4s`` and ``/index.m3u8`` from memory."""
-    files = {}
-    for name, media_type in _TYPES.items():
-        body = (docroot / name).read_bytes()
-        headers = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
-        files[f"/{name}"] = (headers, body)
-
-    async def app(scope: dict[str, object], receive: object, send: Callable[..., object]) -> None:
-        headers, body = files.get(str(scope["path"]), ([(b"content-length", b"0")], b""))
-        status = 200 if body else 404
-        await send({"type": "http.response.start", "status": status, "headers": headers})  # type: ignore[misc]
-        await send({"type": "http.response.body", "body": body})  # type: ignore[misc]
-
-    return app
-
-
-def _serve_bare(port: int, docroot: Path) -> None:
-    import uvicorn  # only the baseline's own process needs it
-
-    # The options of ``stagecast serve`` that apply to plain HTTP (uvloop and httptools
-    # are picked the same way, by uvicorn's "auto").
-    uvicorn.run(
-        bare_app(docroot),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-
-
-# -- the run and the table --------------------------------------------------------------------
-
+HELD_TARGETS = {"standard": 1000, "low": 500}
+LL_P50, LL_P95, STANDARD_P50 = 2.0, 3.0, 5.0
+NO_BLOCKING = "n/a (no blocking reload)"
 Results = dict[tuple[str, int], dict[str, list[Figures]]]
+
+
+def _make_source(folder: Path, seconds: int) -> Path:
+    """Encode ``seconds`` of 720p30 test pattern at about 3 Mbit/s (2 s GOP) into an FLV."""
+    path = folder / "source.flv"
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error",
+         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2850k", "-maxrate", "3000k",
+         "-bufsize", "3000k", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-f", "flv", "-y", str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    return path
+
+
+# -- the table --------------------------------------------------------------------------------
 
 
 def _run_cells(targets: list[Target], seconds: float, rounds: int) -> Results:
@@ -513,13 +98,15 @@ def _run_cells(targets: list[Target], seconds: float, rounds: int) -> Results:
     Within a round the servers run one after the other on the same cell, so a ratio of two
     figures of one round compares them under the same background load.
     """
-    results: Results = {cell: {target.name: [] for target in targets} for cell in CELLS}
+    results: Results = {cell: {t.name: [] for t in targets if cell[0] in t.urls} for cell in CELLS}
     for round_number in range(rounds):
         for kind, connections in CELLS:
             for target in targets:
+                if kind not in target.urls:
+                    continue
                 if round_number == 0:
-                    _measure(target, kind, connections, 1.0)  # warm-up: caches, accepted sockets
-                figures = _measure(target, kind, connections, seconds)
+                    measure(target, kind, connections, 1.0)  # warm-up: caches, accepted sockets
+                figures = measure(target, kind, connections, seconds)
                 results[kind, connections][target.name].append(figures)
                 print(f"  round {round_number + 1}, {kind} x {connections}, {target.name}: "
                       f"{figures.requests_per_s:,.0f} req/s", flush=True)  # fmt: skip
@@ -531,14 +118,14 @@ def _median(runs: list[Figures]) -> Figures:
     return sorted(runs, key=lambda figures: figures.requests_per_s)[(len(runs) - 1) // 2]
 
 
-def _ratios(ours: list[Figures], nginx: list[Figures]) -> list[float]:
+def _ratios(ours: list[Figures], nginx_runs: list[Figures]) -> list[float]:
     """Return the req/s ratios to nginx, round by round, smallest first."""
-    pairs = zip(ours, nginx, strict=True)
+    pairs = zip(ours, nginx_runs, strict=True)
     return sorted(mine.requests_per_s / peer.requests_per_s for mine, peer in pairs)
 
 
 def _row(label: str, cells: list[str]) -> str:
-    return f"{label:30}" + "".join(f"{cell:>19}" for cell in cells)
+    return f"{label:30}" + "".join(f"{cell:>26}" for cell in cells)
 
 
 def _ms(value: float) -> str:
@@ -551,22 +138,28 @@ def _ratio_text(ratios: list[float]) -> str:
     return f"{middle:.2f}x{spread}"
 
 
+_ROWS: list[tuple[str, Callable[[Figures], str]]] = [
+    ("  req/s", lambda f: f"{f.requests_per_s:,.0f}"),
+    ("  MB/s", lambda f: f"{f.mb_per_s:,.1f}"),
+    ("  latency p50 / p99 (ms)", lambda f: f"{_ms(f.p50)} / {_ms(f.p99)}"),
+    ("  server CPU (cores)", lambda f: f"{f.server_cpu:.2f}"),
+    ("  load generator CPU (cores)", lambda f: f"{f.generator_cpu:.2f}"),
+]
+
+
 def _table(results: Results, names: list[str]) -> list[str]:
     lines = [_row("", names)]
     for (kind, connections), by_name in results.items():
         lines.append(f"{LABELS[kind]}, {connections} connections")
-        got = [_median(by_name[name]) for name in names]
-        rows: list[tuple[str, Callable[[Figures], str]]] = [
-            ("  req/s", lambda f: f"{f.requests_per_s:,.0f}"),
-            ("  MB/s", lambda f: f"{f.mb_per_s:,.1f}"),
-            ("  latency p50 / p99 (ms)", lambda f: f"{_ms(f.p50)} / {_ms(f.p99)}"),
-            ("  server CPU (cores)", lambda f: f"{f.server_cpu:.2f}"),
-            ("  load generator CPU (cores)", lambda f: f"{f.generator_cpu:.2f}"),
-        ]
-        if any(f.errors for f in got):
+        got = {name: _median(by_name[name]) for name in names if name in by_name}
+        rows = list(_ROWS)
+        if any(f.errors for f in got.values()):
             rows.append(("  failed requests", lambda f: f"{f.errors:,}"))
-        for label, shown in rows:
-            lines.append(_row(label, [shown(f) for f in got]))
+        if any(f.spread for f in got.values()):
+            rows.append(("  after the first answer (ms)", _spread_text))
+        for index, (label, shown) in enumerate(rows):
+            blank = NO_BLOCKING if index == 0 else "-"
+            lines.append(_row(label, [shown(got[n]) if n in got else blank for n in names]))
         if "nginx" in by_name:
             ratios = [
                 "1.00x"
@@ -578,10 +171,18 @@ def _table(results: Results, names: list[str]) -> list[str]:
     return lines
 
 
-def _targets(results: Results) -> str:
+def _spread_text(figures: Figures) -> str:
+    if figures.spread is None:
+        return "-"
+    return f"p50 {_ms(figures.spread[0])} / p99 {_ms(figures.spread[1])}"
+
+
+def _cell_verdicts(results: Results) -> list[str]:
     verdicts = []
     for (kind, connections), by_name in results.items():
-        goal = TARGETS[kind]
+        goal = TARGETS.get(kind)
+        if goal is None:
+            continue
         if "nginx" not in by_name:
             verdicts.append(f"{kind} x {connections} >= {goal}x nginx: not measured")
             continue
@@ -589,70 +190,199 @@ def _targets(results: Results) -> str:
         ratio = ratios[(len(ratios) - 1) // 2]
         verdict = "met" if ratio >= goal else "MISSED"
         verdicts.append(f"{kind} x {connections} >= {goal}x nginx (got {ratio:.2f}x): {verdict}")
-    return "targets (median round): " + "; ".join(verdicts)
+    return verdicts
 
 
 def _generator_line(generator: str, seconds: float, rounds: int) -> str:
     if generator == "wrk":
-        version = subprocess.run([_tool("wrk") or "wrk", "-v"], capture_output=True, text=True)
+        version = subprocess.run([tool("wrk") or "wrk", "-v"], capture_output=True, text=True)
         name = (version.stdout + version.stderr).split(" [", 1)[0].strip() or "wrk"
         what = f"{name}, one thread"
     else:
         what = "this bench's asyncio client (wrk is missing), in the bench's own process"
     round_text = f"median of {rounds} rounds" if rounds > 1 else "one round"
     return (
-        f"load: {what}, {seconds:g} s per cell after a 1 s warm-up, {round_text}; "
-        "its CPU is in the table (1.00 = a whole core: near it, the generator is the limit)"
+        f"load: {what} (blocking reloads: this bench's asyncio client, in this process, "
+        f"one loopback address per connection), {seconds:g} s per cell after a 1 s warm-up, "
+        f"{round_text}; its CPU is in the table (1.00 = a whole core: near it, the generator "
+        "is the limit)"
     )
 
 
-def run(quick: bool) -> None:
-    """Run the delivery benchmark (a few seconds per cell with ``quick``) and print it."""
+# -- viewers held and glass to glass ----------------------------------------------------------
+
+
+def _largest(steps: list[Step]) -> int | None:
+    held = [step.count for step in steps if step.held]
+    return max(held) if held else None
+
+
+def _held_lines(steps: dict[str, list[Step]], seconds: float) -> list[str]:
+    lines = [
+        f"viewers held: simulated hls.js-like players, {seconds:g} s per count (joining over "
+        f"the first 5 s), at most {delivery_players.PER_PROCESS} per load-generator process; "
+        "falls behind = buffer end more than 3 target durations (standard) or PART-HOLD-BACK "
+        "+ 1 s (LL-HLS) behind the wall clock for 2 s",
+        f"{'':22}{'count':>7}{'held':>6}{'fell':>6}{'failed req':>11}{'lag p50/p99 (s)':>17}"
+        f"{'req/s':>8}{'MB/s':>8}{'players CPU':>13}{'server CPU':>12}{'sampler late':>14}"
+        f"{'machine CPU':>13}{'CPU waits':>11}",
+    ]
+    for kind, kind_steps in steps.items():
+        name = "standard HLS" if kind == "standard" else "LL-HLS"
+        for step in kind_steps:
+            verdict = ("yes" if step.held else "NO") + ("*" if step.late_p99 > LATE else "")
+            lines.append(
+                f"{name:22}{step.count:>7,}{verdict:>6}{step.fell:>6}"
+                f"{step.errors.total():>11,}{f'{step.lag(0.5):.2f} / {step.lag(0.99):.2f}':>17}"
+                f"{step.requests_per_s:>8,.0f}{step.mb_per_s:>8,.0f}"
+                f"{f'{step.generator_cpu:.2f} ({step.processes}p)':>13}"
+                f"{step.server_cpu:>12.2f}{f'{step.late_p99 * 1000:.0f} ms':>14}"
+                f"{step.machine_cpu:>13.2f}{f'{step.pressure:.0%}':>11}"
+            )
+            if step.errors or step.reopened:
+                lines.append(f"{'':22}  failed requests: {dict(step.errors.most_common(4))}; "
+                             f"idle connections closed by the server and reopened: "
+                             f"{step.reopened:,}")  # fmt: skip
+            if step.failures or step.joining:
+                stopped = dict(step.failures.most_common(3))
+                lines.append(f"{'':22}  players that stopped: {stopped}; still joining at the "
+                             f"end: {step.joining}")  # fmt: skip
+    lines.append(
+        "(players CPU: cores used by the load-generator processes, their count in brackets; "
+        "sampler late: p99 of how late a generator process ran its 4 Hz sampler, over "
+        f"{LATE * 1000:.0f} ms (*) its own delay, not the server's, adds to the lag; machine "
+        "CPU: cores busy on the whole machine, everyone's work; CPU waits: share of the time "
+        "a runnable task waited for a core, Linux PSI)"
+    )
+    return lines
+
+
+def _glass_lines(figures: list[Glass], minutes: float) -> list[str]:
+    lines = [
+        f"glass to glass: Chromium + hls.js, {minutes:g} min per player, side by side, first "
+        f"{delivery_glass.WARMUP:g} s of playback left out; Date.now() - hls.playingDate",
+        f"{'':22}{'samples':>8}{'p50 (s)':>9}{'p95 (s)':>9}{'max (s)':>9}"
+        f"{'hls.latency p50':>17}{'waiting':>9}{'buffer stalled':>16}  hls.js config",
+    ]
+    for glass in figures:
+        name = "standard HLS" if glass.latency == "standard" else "LL-HLS"
+        top = max(glass.samples) if glass.samples else math.nan
+        hls_p50 = (
+            sorted(glass.hls_latency)[len(glass.hls_latency) // 2]
+            if glass.hls_latency
+            else math.nan
+        )
+        lines.append(
+            f"{name:22}{len(glass.samples):>8}{glass.p(0.5):>9.2f}{glass.p(0.95):>9.2f}"
+            f"{top:>9.2f}{hls_p50:>17.2f}{glass.waiting:>9}{glass.stalled:>16}  {glass.config}"
+        )
+        if not glass.played or glass.fatal:
+            lines.append(f"{'':22}  played: {glass.played}; fatal errors: {glass.fatal}")
+    return lines
+
+
+def _later_verdicts(steps: dict[str, list[Step]], glass: list[Glass] | str) -> list[str]:
+    verdicts = []
+    for kind, goal in HELD_TARGETS.items():
+        largest = _largest(steps.get(kind, []))
+        got = f"{largest:,}" if largest is not None else "none of the counts"
+        ok = largest is not None and largest >= goal
+        verdicts.append(f"{kind} viewers held >= {goal:,} (got {got}): {'met' if ok else 'MISSED'}")
+    if isinstance(glass, str):
+        return [*verdicts, f"glass to glass: not measured ({glass})"]
+    for figures in glass:
+        if figures.latency == "low":
+            ok = figures.p(0.5) <= LL_P50 and figures.p(0.95) <= LL_P95 and figures.waiting == 0
+            verdicts.append(
+                f"LL-HLS p50 <= {LL_P50} s, p95 <= {LL_P95} s, no stall (got {figures.p(0.5):.2f} "
+                f"/ {figures.p(0.95):.2f} s, {figures.waiting} stalls): {'met' if ok else 'MISSED'}"
+            )
+        else:
+            ok = figures.p(0.5) <= STANDARD_P50
+            verdicts.append(
+                f"standard p50 <= {STANDARD_P50} s (got {figures.p(0.5):.2f} s): "
+                f"{'met' if ok else 'MISSED'}"
+            )
+    return verdicts
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _servers(stack: ExitStack, folder: Path, skipped: dict[str, str]) -> tuple[Stage, list[Target]]:
+    docroot, nginx_dir = folder / "www", folder / "nginx"
+    docroot.mkdir()
+    nginx_dir.mkdir()
+    source = _make_source(folder, 20)
+    print(f"  publishing with {FFMPEG}; waiting for complete segments", flush=True)
+    stage = stack.enter_context(stagecast(folder, source, docroot))
+    targets = [stage.target]
+    if "nginx" not in skipped:
+        try:
+            targets.append(stack.enter_context(nginx(nginx_dir, docroot)))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            skipped["nginx"] = f"did not start ({exc})"
+    targets.append(stack.enter_context(bare(docroot)))
+    return stage, targets
+
+
+def _source_line(folder: Path, stage: Stage, busy: float) -> str:
+    docroot = folder / "www"
+    size, part = (docroot / SEGMENT).stat().st_size, (docroot / PART).stat().st_size
+    duration = stage.segment_seconds
+    return (
+        f"source: 1280x720 30 fps, 2 s GOP, published live over RTMP on a low and a standard "
+        f"channel; segment {size / 1000:,.0f} KB ({duration:.2f} s, "
+        f"{size * 8 / duration / 1e6:.2f} Mbit/s), part {part / 1000:,.0f} KB, media playlist "
+        f"{(docroot / PLAYLIST).stat().st_size:,} B; {os.cpu_count()} cores, "
+        f"load average {busy:.2f} before the run"
+    )
+
+
+def run(quick: bool, minutes: float | None = None) -> None:
+    """Run the delivery benchmark and print it (``quick``: short cells, fewer counts, 1 min
+    of glass to glass; ``minutes``: the glass-to-glass length, default 10)."""
     seconds, rounds = (3.0, 1) if quick else (8.0, 3)
+    held_seconds = 20.0 if quick else 60.0
+    counts = {
+        "standard": (500, 1000, 1500) if quick else (100, 250, 500, 1000, 1500, 2000),
+        "low": (250, 500, 1000) if quick else (100, 250, 500, 1000, 1500),
+    }
+    minutes = minutes if minutes is not None else (1.0 if quick else 10.0)
     busy = os.getloadavg()[0]
-    missing = _install_missing()
+    missing = install_missing()
     generator = "asyncio" if "wrk" in missing else "wrk"
-    skipped = {tool: reason for tool, reason in missing.items() if tool == "nginx"}
+    skipped = {name: reason for name, reason in missing.items() if name != "wrk"}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
-        docroot, nginx_dir = folder / "www", folder / "nginx"
-        docroot.mkdir()
-        nginx_dir.mkdir()
-        source = _make_source(folder, 20)
-        print(f"  publishing with {FFMPEG}; waiting for a complete segment", flush=True)
-        stagecast, duration = stack.enter_context(_stagecast(folder, source, docroot))
-        targets = [stagecast]
-        if "nginx" not in skipped:
-            try:
-                targets.append(stack.enter_context(_nginx(nginx_dir, docroot)))
-            except (RuntimeError, TimeoutError, OSError) as exc:
-                skipped["nginx"] = f"did not start ({exc})"
-        targets.append(stack.enter_context(_bare(docroot)))
+        stage, targets = _servers(stack, folder, skipped)
         results = _run_cells(targets, seconds, rounds)
-        segment_size = (docroot / SEGMENT).stat().st_size
-        playlist_size = (docroot / PLAYLIST).stat().st_size
-    print(f"source: 1280x720 30 fps, 2 s GOP, published live over RTMP; segment "
-          f"{segment_size / 1000:,.0f} KB ({duration:.2f} s, "
-          f"{segment_size * 8 / duration / 1e6:.2f} Mbit/s), media playlist "
-          f"{playlist_size:,} B; {os.cpu_count()} cores, load average {busy:.2f} "
-          "before the run")  # fmt: skip
+        pids = stage.target.pids
+        steps = {
+            kind: delivery_players.held(kind, stage.masters[kind], counts[kind], held_seconds, pids)
+            for kind in counts
+        }
+        glass: list[Glass] | str
+        reason = skipped.get("chromium") or delivery_glass.skipped_reason()
+        if reason is None:
+            glass = delivery_glass.watch(stage.base_url, stage.masters, minutes * 60)
+        else:
+            glass = reason
+        source_line = _source_line(folder, stage, busy)
+    print(source_line)
     print(_generator_line(generator, seconds, rounds))
-    for tool, reason in missing.items():
-        if tool == "wrk":
+    for name, reason in missing.items():
+        if name == "wrk":
             print(f"wrk: {reason}; measured with the asyncio client instead")
-    for tool, reason in skipped.items():
-        print(f"{tool} column skipped: {reason}")
+    for name, reason in skipped.items():
+        print(f"{name} {'column' if name == 'nginx' else 'run'} skipped: {reason}")
     print("\n".join(_table(results, [target.name for target in targets])))
-    print(_targets(results))
-    print(
-        'later work, not measured here: parts and blocking reloads (LL-HLS), the "viewers '
-        'held" simulation of hls.js-like players, and the Chromium + hls.js glass-to-glass '
-        "latency"
-    )
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["bare"] and len(sys.argv) == 4:
-        _serve_bare(int(sys.argv[2]), Path(sys.argv[3]))
+    print("\n".join(_held_lines(steps, held_seconds)))
+    if isinstance(glass, str):
+        print(f"glass to glass: skipped ({glass})")
     else:
-        sys.exit("usage: python -m bench.delivery bare PORT DOCROOT (the baseline server)")
+        print("\n".join(_glass_lines(glass, minutes)))
+    print(
+        "targets (median round): "
+        + "; ".join(_cell_verdicts(results) + _later_verdicts(steps, glass))
+    )
