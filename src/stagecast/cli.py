@@ -61,18 +61,45 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (STAGECAST_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port (STAGECAST_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="HTTP worker processes on the one port (needs PostgreSQL and Redis).",
+        ),
+    ] = 1,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Migrate the database, create the first admin if needed, and serve the studio."""
-    import uvicorn
-
-    from stagecast.app import create_app
-    from stagecast.web.server import server_options
+    from stagecast.web import workers as pool
 
     settings = _settings()
     if host is not None:
         settings.host = host
     if port is not None:
         settings.port = port
+    if worker_index is not None and worker_fd is not None:
+        _serve_worker(settings, worker_index, worker_fd)
+        return
+    refused = pool.refuse_reason(settings, workers)
+    if refused is not None:
+        raise typer.BadParameter(refused, param_hint="--workers")
+    _announce(settings)
+    if workers > 1:
+        typer.echo(f"{workers} workers (worker 0 runs ingest and the live edge)")
+        raise typer.Exit(pool.run_workers(settings, workers))
+    import uvicorn
+
+    from stagecast.app import create_app
+    from stagecast.web.server import server_options
+
+    uvicorn.run(create_app(settings, freeze_startup=True), **server_options(settings))
+
+
+def _announce(settings: Settings) -> None:
+    """Migrate, create the first admin if there is none (and say so), print the URL."""
     created = _with_db(
         settings,
         lambda db: accounts.ensure_admin(db, settings.admin_username, settings.admin_password),
@@ -82,7 +109,22 @@ def serve(
         shown = password if not settings.admin_password else "(from STAGECAST_ADMIN_PASSWORD)"
         typer.echo(f"created admin account: username {name}  password {shown}")
     typer.echo(f"Stagecast studio on http://{settings.host}:{settings.port}/studio")
-    uvicorn.run(create_app(settings, freeze_startup=True), **server_options(settings))
+
+
+def _serve_worker(settings: Settings, index: int, fd: int) -> None:
+    """Run worker ``index`` of ``serve --workers`` on the parent's listening socket ``fd``."""
+    import uvicorn
+
+    from stagecast.app import create_app
+    from stagecast.web import workers as pool
+    from stagecast.web.server import server_options
+
+    settings.worker_index = index
+    settings.primary_socket = pool.primary_socket(settings)
+    sockets = pool.worker_sockets(settings, fd)
+    # Migrated by the parent already; the primary also runs ingest (see web.workers).
+    app = create_app(settings, migrate=False, freeze_startup=True)
+    uvicorn.Server(uvicorn.Config(app, **server_options(settings))).run(sockets=sockets)
 
 
 @app.command()

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
 
     # Live media.
     node_name: str | None = None
+    # Set by ``stagecast serve --workers N`` for each worker it starts (not for deployments):
+    # the worker's index (0 holds ingest and the live edge) and the primary's Unix socket.
+    worker_index: int | None = None
+    primary_socket: Path | None = None
     ffmpeg: str | None = None
     reconnect_grace_seconds: float = Field(default=30.0, ge=0)
     segment_seconds: float = Field(default=2.0, ge=0.5, le=10)

@@ -25,6 +25,10 @@ ONE_READ_BYTES = 16 * 1024 * 1024
 _MAX_QUERY = 4096  # bytes of query string: tokens are at most 1 KiB, the LL-HLS fields short
 
 Headers = tuple[tuple[bytes, bytes], ...]
+# The client address a worker of ``stagecast serve --workers`` passes on with what it forwards
+# to the primary (per-address limits need it). Believed only where the connection has no peer
+# address: the primary's Unix socket, which only the workers reach (mode 0600).
+CLIENT_HEADER = b"x-stagecast-client"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +57,18 @@ class MediaRequest:
             for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
                 query.setdefault(key, value)
         if_none_match = None
+        client = scope.get("client")
+        address = str(client[0]) if client else None
         for name, value in scope.get("headers", ()):
             if name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-                break
-        client = scope.get("client")
+            elif name == CLIENT_HEADER and address is None:
+                address = value.decode("latin-1")
         return cls(
             path=scope["path"],
             query=query,
             if_none_match=if_none_match,
-            client=client[0] if client else None,
+            client=address,
             head=scope.get("method") == "HEAD",
             scope=scope,
         )

@@ -27,6 +27,7 @@ from stagecast.studio.runtime import HasStudio, Studio, start_studio
 from stagecast.vod.runtime import HasVods, Vods, start_vods
 from stagecast.vod.worker import VodWorker
 from stagecast.web.prometheus import Exporter, HasExporter, IngestCollector, build_exporter
+from stagecast.web.workers import Primary
 from stagecast.webhooks.runtime import Webhooks, start_webhooks
 
 
@@ -42,6 +43,8 @@ class Runtime:
     ingest: Ingest
     chat: Chat
     exporter: Exporter
+    # A worker of ``stagecast serve --workers`` other than the primary: the way to it.
+    primary: Primary | None = None
 
 
 async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bool) -> Runtime:
@@ -64,7 +67,11 @@ async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bo
         [*studio.sources(), *webhooks.sources(), *_counters(live, vod.worker, chat)],
         [IngestCollector(studio.ingest)],
     )
-    return Runtime(core, live, vod, webhooks, studio, ingest, chat, exporter)
+    primary = None
+    if settings.worker_index and settings.primary_socket is not None:
+        primary = Primary(settings.primary_socket)
+        stack.push_async_callback(primary.close)
+    return Runtime(core, live, vod, webhooks, studio, ingest, chat, exporter, primary)
 
 
 async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:

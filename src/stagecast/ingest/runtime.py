@@ -30,7 +30,7 @@ def ffmpeg_binary(configured: str | None) -> str:
 class Ingest:
     """This process's ingest servers."""
 
-    rtmp: RtmpServer
+    rtmp: RtmpServer | None  # None in a worker that is not the primary (``serve --workers``)
     http_push: HttpPushIngest
 
 
@@ -49,6 +49,8 @@ async def start_ingest(core: Core, live: Live, stack: AsyncExitStack) -> Ingest:
         max_connections_per_address=settings.rtmp_max_connections_per_address,
         max_pending_connections=settings.rtmp_max_pending_connections,
     )
+    if settings.worker_index:  # another worker of ``serve --workers`` runs the RTMP server
+        return Ingest(None, push)
     server = RtmpServer(handler, host=settings.rtmp_host, port=settings.rtmp_port, limits=limits)
     await server.start()
     if settings.rtmp_port == 0:  # a free port was picked: say which, e.g. in the OBS URL

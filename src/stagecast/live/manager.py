@@ -55,7 +55,10 @@ class _Held:
 
 def node_name(settings: Settings) -> str:
     """Return this process's stable name (host and HTTP port), used to own sessions."""
-    return settings.node_name or f"{socket.gethostname()}:{settings.port}"
+    name = settings.node_name or f"{socket.gethostname()}:{settings.port}"
+    # The workers of ``serve --workers`` after the first are nodes of their own: none of them
+    # must take the primary's sessions for its own orphans when it starts.
+    return f"{name}/w{settings.worker_index}" if settings.worker_index else name
 
 
 class LiveManager:

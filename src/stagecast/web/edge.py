@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+import httpx
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,6 +28,7 @@ from stagecast.live.runtime import Live
 from stagecast.vod import hls as vod_hls
 from stagecast.vod.runtime import Vods
 from stagecast.web.errors import error_response
+from stagecast.web.workers import Primary
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class _Runtime(Protocol):
 
     core: Core
     live: Live
+    primary: Primary | None
     vod: Vods
 
 
@@ -63,15 +66,18 @@ class MediaEdge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer ``/hls/`` GETs and HEADs; pass everything else on."""
-        if (
-            scope["type"] != "http"
-            or not scope["path"].startswith(_PREFIX)
-            or scope["method"] not in ("GET", "HEAD")
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         runtime: _Runtime | None = getattr(scope["app"].state, "runtime", None)
-        if runtime is None:
+        if runtime is not None and runtime.primary is not None and _primarys(scope):
+            await _forward(runtime.primary, scope, receive, send)
+            return
+        if (
+            runtime is None
+            or not scope["path"].startswith(_PREFIX)
+            or scope["method"] not in ("GET", "HEAD")
+        ):
             await self.app(scope, receive, send)
             return
         is_vod = scope["path"].startswith(_VOD_PREFIX)
@@ -99,3 +105,28 @@ class MediaEdge:
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await error_response(500, "internal", "internal error")(scope, receive, send)
+
+
+def _primarys(scope: Scope) -> bool:
+    """Tell whether only the primary worker can answer: what needs a live session's memory.
+
+    Live playlists (blocking reloads included), parts and HTTP push uploads; not VODs, and not
+    live init and media segments, which every worker reads from the shared data directory.
+    """
+    path: str = scope["path"]
+    if path.startswith("/ingest/"):
+        return True
+    if not path.startswith(_PREFIX) or path.startswith(_VOD_PREFIX):
+        return False
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".m3u8") or name.startswith("part-")
+
+
+async def _forward(primary: Primary, scope: Scope, receive: Receive, send: Send) -> None:
+    try:
+        await primary.forward(scope, receive, send)
+    except httpx.HTTPError as exc:
+        log.warning("the primary worker did not answer %s: %s", scope["path"], exc)
+        await error_response(503, "unavailable", "the stream's worker is not answering")(
+            scope, receive, send
+        )
