@@ -105,3 +105,49 @@ class GatewayTimeout(StagecastError):
 
     status = 504
     code = "timeout"
+
+
+# -- what the OpenAPI document says of errors --------------------------------------------------
+
+ERROR_SCHEMA: dict[str, object] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request: a bad or tampered cursor or token, a body not sent in time",
+    401: "No valid credentials (a bad bearer token, not signed in)",
+    403: "Not allowed: CSRF check failed, a role or ban forbids it, or a limit of the account",
+    404: "Not found, or not visible to the caller",
+    405: "Method not allowed (Allow lists the methods the path has)",
+    409: "Conflicts with the current state (a name taken, already live)",
+    413: "Body too large",
+    415: "Unsupported media",
+    422: "Invalid input",
+    429: "Rate or connection limit reached (Retry-After says when to try again)",
+    503: "A dependency is unavailable (database, Redis); retry after Retry-After",
+    504: "The database did not answer within the deadline",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """Return FastAPI ``responses=`` entries for the error ``statuses`` a route can give.
+
+    Every entry refers to the one error body (``{"error": {"code", "message"}}``) and the one
+    description of its status here; ``stagecast.web.openapi`` adds the errors every route of a
+    kind gives (authentication, CSRF, unknown path ids, database), so routes name only their own.
+    """
+    return {
+        status: {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }

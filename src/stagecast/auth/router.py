@@ -30,7 +30,7 @@ from stagecast.auth.schemas import (
 )
 from stagecast.auth.throttle import SignInThrottle
 from stagecast.core import Core
-from stagecast.errors import Unauthorized
+from stagecast.errors import Unauthorized, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -54,7 +54,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/auth/login", response_model=SessionOut)
+@router.post("/auth/login", response_model=SessionOut, responses=error_responses(401, 429))
 async def login(body: LoginIn, request: Request, response: Response, core: CoreDep) -> SessionOut:
     """Sign in with a username and password; sets the session cookie.
 
@@ -97,7 +97,12 @@ async def me(caller: CallerDep) -> SessionOut:
     return SessionOut(user=user_out(caller.account), csrf_token=caller.csrf_token)
 
 
-@router.post("/auth/register", response_model=UserOut, status_code=201)
+@router.post(
+    "/auth/register",
+    response_model=UserOut,
+    status_code=201,
+    responses=error_responses(403, 404, 409, 429),
+)
 async def register(body: RegisterIn, request: Request, core: CoreDep) -> UserOut:
     """Create an account (open registration, or with an invite code)."""
     await SignInThrottle(core.limiter, core.settings).check_address(_client(request))
@@ -130,7 +135,7 @@ async def list_users(
     return UserPage(items=[user_out(a) for a in accounts], next_after=next_after)
 
 
-@router.post("/users", response_model=UserOut, status_code=201)
+@router.post("/users", response_model=UserOut, status_code=201, responses=error_responses(409))
 async def create_user(body: UserCreateIn, _: AdminDep, core: CoreDep) -> UserOut:
     """Create an account with a role (admins only)."""
     return user_out(await service.create_account(core.db, body.username, body.password, body.role))

@@ -20,6 +20,7 @@ from stagecast.channels.schemas import (
     ModeratorOut,
 )
 from stagecast.core import Core
+from stagecast.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 
@@ -45,7 +46,7 @@ async def list_channels(
     return ChannelList(items=[ChannelOut.of(c, url) for c in found])
 
 
-@router.post("", response_model=ChannelWithKeyOut, status_code=201)
+@router.post("", response_model=ChannelWithKeyOut, status_code=201, responses=error_responses(409))
 async def create_channel(
     body: ChannelCreateIn, request: Request, account: AccountDep, core: CoreDep
 ) -> ChannelWithKeyOut:

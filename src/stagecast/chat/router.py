@@ -36,7 +36,7 @@ from stagecast.chat.schemas import (
     RestrictionPage,
     TimeoutIn,
 )
-from stagecast.errors import Unprocessable
+from stagecast.errors import Unprocessable, error_responses
 from stagecast.live.runtime import LiveDep
 
 router = APIRouter(prefix="/api/v1/channels/{slug}/chat", tags=["chat"])
@@ -73,7 +73,7 @@ async def history(
     )
 
 
-@router.post("/messages", response_model=PostOut, status_code=201)
+@router.post("/messages", response_model=PostOut, status_code=201, responses=error_responses(429))
 async def post_message(
     slug: str, body: PostIn, response: Response, chat: ChatDep, caller: AccountDep
 ) -> PostOut:
@@ -135,7 +135,7 @@ async def list_restrictions(
     return RestrictionPage(items=[RestrictionOut.of(r) for r in found], next_before=cursor)
 
 
-@router.put("/bans/{username}", response_model=RestrictionOut)
+@router.put("/bans/{username}", response_model=RestrictionOut, responses=error_responses(409))
 async def ban(
     slug: str, username: str, body: BanIn, chat: ChatDep, caller: AccountDep
 ) -> RestrictionOut:
@@ -152,7 +152,7 @@ async def unban(slug: str, username: str, chat: ChatDep, caller: AccountDep) -> 
     await moderation.release(chat, access, caller, username, ban=True)
 
 
-@router.put("/timeouts/{username}", response_model=RestrictionOut)
+@router.put("/timeouts/{username}", response_model=RestrictionOut, responses=error_responses(409))
 async def timeout(
     slug: str, username: str, body: TimeoutIn, chat: ChatDep, caller: AccountDep
 ) -> RestrictionOut:

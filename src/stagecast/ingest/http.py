@@ -28,6 +28,7 @@ from stagecast.errors import (
     ServiceUnavailable,
     Unauthorized,
     UnsupportedMedia,
+    error_responses,
 )
 from stagecast.ingest.runtime import Ingest, IngestDep
 from stagecast.live.fmp4 import MediaError, looks_like_init, looks_like_segment
@@ -85,7 +86,11 @@ async def read_body(request: Request, limit: int, deadline: float = BODY_DEADLIN
     return b"".join(chunks)
 
 
-@router.put("/ingest/{slug}/{rendition}/{filename}", status_code=204)
+@router.put(
+    "/ingest/{slug}/{rendition}/{filename}",
+    status_code=204,
+    responses=error_responses(400, 401, 403, 409, 413, 415),
+)
 async def push(
     slug: str, rendition: str, filename: str, request: Request, core: CoreDep, ingest: IngestDep
 ) -> Response:
@@ -122,7 +127,11 @@ async def push(
     return Response(status_code=204)
 
 
-@router.delete("/ingest/{slug}/{rendition}/{filename}", status_code=204)
+@router.delete(
+    "/ingest/{slug}/{rendition}/{filename}",
+    status_code=204,
+    responses=error_responses(401, 403),
+)
 async def delete(
     slug: str, rendition: str, filename: str, request: Request, core: CoreDep, ingest: IngestDep
 ) -> Response:

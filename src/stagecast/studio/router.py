@@ -18,7 +18,7 @@ from stagecast.auth.service import Account
 from stagecast.channels.policy import Access, Action, require
 from stagecast.channels.service import access_to
 from stagecast.core import Core
-from stagecast.errors import NotFound, TooManyRequests
+from stagecast.errors import NotFound, TooManyRequests, error_responses
 from stagecast.live.runtime import Live, LiveDep
 from stagecast.ratelimit import address_bucket
 from stagecast.signing import BadSignature
@@ -85,7 +85,7 @@ def _address(request: Request) -> str:
 @router.get(
     "/api/v1/studio/channels/{slug}/events",
     response_class=EventStream,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(429)},
 )
 async def studio_events(
     slug: str, core: CoreDep, live: LiveDep, studio: StudioDep, account: MaybeAccountDep
@@ -107,7 +107,7 @@ async def studio_events(
 @router.get(
     "/api/v1/channels/{slug}/events",
     response_class=EventStream,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(429)},
 )
 async def viewer_events(
     slug: str,
@@ -130,7 +130,11 @@ async def viewer_events(
     return EventStream(viewer_feed(context, viewers), release)
 
 
-@router.post("/api/v1/channels/{slug}/heartbeat", response_model=HeartbeatOut)
+@router.post(
+    "/api/v1/channels/{slug}/heartbeat",
+    response_model=HeartbeatOut,
+    responses=error_responses(429),
+)
 async def heartbeat(
     slug: str,
     body: HeartbeatIn,

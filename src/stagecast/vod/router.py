@@ -16,7 +16,7 @@ from stagecast.channels.policy import Action, require
 from stagecast.channels.schemas import PlaybackTokenIn, PlaybackTokenOut
 from stagecast.channels.service import SLUG_RE, access_to
 from stagecast.channels.tokens import vod_target
-from stagecast.errors import NotFound
+from stagecast.errors import NotFound, error_responses
 from stagecast.vod import library, service
 from stagecast.vod.events import VodChanged
 from stagecast.vod.runtime import VodsDep
@@ -40,7 +40,7 @@ Cursor = Annotated[
 ]
 
 
-@router.get("/api/v1/studio/vods", response_model=VodPage)
+@router.get("/api/v1/studio/vods", response_model=VodPage, responses=error_responses(403, 404))
 async def list_vods(
     account: AccountDep,
     core: CoreDep,

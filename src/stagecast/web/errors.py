@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from stagecast.db.retry import sqlstate_class
 from stagecast.errors import StagecastError
@@ -47,6 +51,28 @@ def error_response(
     )
 
 
+@functools.lru_cache(maxsize=512)
+def _path_pattern(path_format: str) -> re.Pattern[str]:
+    return compile_path(path_format)[0]
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Return every method some route of ``app`` answers on ``path``, sorted.
+
+    Starlette's 405 names only the first route whose path matched; several routes (one per
+    method) often share a path.
+    """
+    found: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        if (
+            context.path_format
+            and context.methods
+            and _path_pattern(context.path_format).match(path)
+        ):
+            found.update(context.methods)
+    return sorted(found)
+
+
 def _describe(errors: list[Any]) -> str:
     parts = []
     for error in errors[:5]:
@@ -78,9 +104,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return error_response(
-            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:

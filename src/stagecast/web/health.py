@@ -22,7 +22,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Not ready: the body names the check that failed"}},
+)
 async def readyz(core: CoreDep) -> JSONResponse:
     """Tell whether the database answers within its deadline and the bus is connected."""
 

@@ -15,6 +15,7 @@ from stagecast.bus import BusUnavailable
 from stagecast.channels.policy import Action, require
 from stagecast.channels.service import access_to
 from stagecast.core import Core
+from stagecast.errors import error_responses
 from stagecast.webhooks import deliveries as delivery
 from stagecast.webhooks import service as webhooks
 from stagecast.webhooks.dispatcher import CHANGED_TOPIC, WebhooksChanged
@@ -58,7 +59,10 @@ async def list_webhooks(slug: str, core: CoreDep, account: AccountDep) -> Webhoo
 
 
 @router.post(
-    "/api/v1/channels/{slug}/webhooks", response_model=WebhookWithSecretOut, status_code=201
+    "/api/v1/channels/{slug}/webhooks",
+    response_model=WebhookWithSecretOut,
+    status_code=201,
+    responses=error_responses(409),
 )
 async def create_webhook(
     slug: str, body: WebhookIn, core: CoreDep, account: AccountDep
