@@ -287,7 +287,8 @@ def _later_verdicts(steps: dict[str, list[Step]], glass: list[Glass] | str) -> l
         largest = _largest(steps.get(kind, []))
         got = f"{largest:,}" if largest is not None else "none of the counts"
         ok = largest is not None and largest >= goal
-        verdicts.append(f"{kind} viewers held >= {goal:,} (got {got}): {'met' if ok else 'MISSED'}")
+        name = "LL-HLS" if kind == "low" else "standard"
+        verdicts.append(f"{name} viewers held >= {goal:,} (got {got}): {'met' if ok else 'MISSED'}")
     if isinstance(glass, str):
         return [*verdicts, f"glass to glass: not measured ({glass})"]
     for figures in glass:
@@ -365,7 +366,10 @@ def run(quick: bool, minutes: float | None = None) -> None:
         glass: list[Glass] | str
         reason = skipped.get("chromium") or delivery_glass.skipped_reason()
         if reason is None:
-            glass = delivery_glass.watch(stage.base_url, stage.masters, minutes * 60)
+            try:
+                glass = delivery_glass.watch(stage.base_url, stage.masters, minutes * 60)
+            except Exception as exc:  # a browser that fails is reported, the table still prints
+                glass = f"the browser run failed: {type(exc).__name__}: {exc}"
         else:
             glass = reason
         source_line = _source_line(folder, stage, busy)

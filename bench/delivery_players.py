@@ -309,7 +309,13 @@ def _step(kind: str, master: str, count: int, seconds: float, pids: list[int]) -
         )
         for index, share in enumerate(shares)
     ]
-    outs = [child.communicate(timeout=seconds + 120)[0] for child in children]
+    try:
+        outs = [child.communicate(timeout=seconds + 120)[0] for child in children]
+    finally:
+        for child in children:  # only after a timeout or an interrupt is one still running
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=10)
     wall = time.monotonic() - wall_before
     step = Step(kind, count, len(children))
     step.server_cpu = (_cpu_seconds(pids) - server_before) / wall
@@ -343,7 +349,11 @@ def held(
     """Run rising ``counts`` of players of ``kind``; stop after the first count not held."""
     steps = []
     for count in counts:
-        step = _step(kind, master, count, seconds, pids)
+        try:
+            step = _step(kind, master, count, seconds, pids)
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            step = Step(kind, count, 0)  # nobody started: not held, the reason shown
+            step.failures[f"load generator: {exc}"[:120]] += 1
         steps.append(step)
         print(f"  viewers held, {kind}, {count:,} players: "
               f"{'held' if step.held else 'NOT held'} ({step.fell} fell behind, "
