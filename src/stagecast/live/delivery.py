@@ -46,6 +46,9 @@ _MEDIA_FILE = re.compile(r"^(init-\d{1,6}\.mp4|seg-\d{8,10}\.m4s)$")
 _PART_FILE = re.compile(r"^part-(\d{8,10})\.m4s$")
 _RENDITION = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _SESSION = re.compile(r"^s([1-9][0-9]{0,18})$")
+# A standard playlist: a CDN may keep it one second (half a segment); a browser revalidates
+# every reload (a stale copy there would hold a player a whole reload behind), cheaply: 304.
+_STANDARD_CACHE = {"public": "public, max-age=0, s-maxage=1", "private": "private, no-cache"}
 # The master carries each viewer's own ``vs``: a shared cache must not hand it to another.
 _MASTER_CACHE = "private, no-cache"
 _DIRECTIVES = frozenset({"_HLS_msn", "_HLS_part", "_HLS_skip"})
@@ -104,7 +107,7 @@ def _playlist(
     if carried:
         digest = hashlib.blake2b(urlencode(carried).encode(), digest_size=8).hexdigest()
         etag = f'{etag[:-1]}-{digest}"'
-    headers = {"Cache-Control": cache or f"{scope}, max-age=1", "ETag": etag}
+    headers = {"Cache-Control": cache or _STANDARD_CACHE[scope], "ETag": etag}
     if matches(if_none_match, etag):
         return Reply.not_modified(headers)
     body = tokens.carry(rendered.text, carried).encode() if carried else rendered.body
