@@ -23,6 +23,12 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, help="length of the timed suites (soak: default 60, quick 3)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="delivery: run stagecast serve --workers N (on PostgreSQL and Redis)",
+    )
     args = parser.parse_args()
     chosen = args.suites or list(SUITES)
     unknown = [s for s in chosen if s not in SUITES]
@@ -40,6 +46,8 @@ def main() -> None:
         options: dict[str, object] = {"quick": args.quick}
         if args.minutes is not None and "minutes" in inspect.signature(module.run).parameters:
             options["minutes"] = args.minutes
+        if args.workers != 1 and "workers" in inspect.signature(module.run).parameters:
+            options["workers"] = args.workers
         module.run(**options)
     sys.stdout.flush()
 

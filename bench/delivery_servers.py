@@ -27,9 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import asyncpg
 import httpx
 
+from bench.chat import PG_ADMIN, REDIS
 from bench.chat_servers import PYTHON, ROOT, free_port
+from bench.chat_setup import scratch_database
 from bench.delivery_client import read_playlist
 from bench.ingest import _looped_copy
 from bench.soak import _server, _wait_ready
@@ -131,9 +134,11 @@ def install_missing() -> dict[str, str]:
     return {name: "apt-get could not install it" for name in missing if tool(name) is None}
 
 
-async def _prepare(data_dir: Path) -> dict[str, str]:
+async def _prepare(data_dir: Path, database_url: str | None = None) -> dict[str, str]:
     """Create the database, a broadcaster and both channels; return {slug: stream key}."""
-    settings = Settings(_env_file=None, data_dir=data_dir, secret_key="bench")
+    settings = Settings(
+        _env_file=None, data_dir=data_dir, secret_key="bench", database_url=database_url
+    )
     db = open_database(settings)
     try:
         await upgrade(db)
@@ -219,14 +224,26 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def stagecast(folder: Path, source: Path, docroot: Path) -> Iterator[Stage]:
-    """Run ``stagecast serve`` with both channels on air; yield it (see the module)."""
+def stagecast(folder: Path, source: Path, docroot: Path, workers: int = 1) -> Iterator[Stage]:
+    """Run ``stagecast serve`` with both channels on air; yield it (see the module).
+
+    With ``workers`` > 1, ``stagecast serve --workers N`` on a scratch PostgreSQL database
+    (beside ``STAGECAST_BENCH_DATABASE_URL``) and Redis (``STAGECAST_BENCH_REDIS_URL``).
+    """
     data_dir = folder / "data"
     data_dir.mkdir()
-    keys = asyncio.run(_prepare(data_dir))
+    database_url = None
+    if workers > 1:
+        database_url = asyncio.run(
+            scratch_database(PG_ADMIN, f"stagecast_bench_delivery_{os.getpid()}")
+        )
+    keys = asyncio.run(_prepare(data_dir, database_url))
     port, rtmp_port = free_port(), free_port()
     with ExitStack() as stack:
-        server = _server(data_dir, port, rtmp_port)
+        if database_url is not None:
+            stack.callback(_drop, database_url)
+        server = _server(data_dir, port, rtmp_port, workers=workers, database_url=database_url,
+                         redis_url=REDIS if workers > 1 else None)  # fmt: skip
         stack.callback(stop, server)
         base_url = f"http://127.0.0.1:{port}"
         client = stack.enter_context(httpx.Client(base_url=base_url))
@@ -252,9 +269,30 @@ def stagecast(folder: Path, source: Path, docroot: Path) -> Iterator[Stage]:
             "blocking": lambda: playlist_url,
             "old segment": lambda: _out_of_window(client, playlist_url, segment_url),
         }
-        target = Target("Stagecast", urls, [server.pid])
+        pids = [server.pid, *_children(server.pid)] if workers > 1 else [server.pid]
+        name = f"Stagecast x{workers}" if workers > 1 else "Stagecast"
+        target = Target(name, urls, pids)
         masters = {"low": master_url, "standard": standard_master}
         yield Stage(target, base_url, masters, segment_seconds)
+
+
+def _children(pid: int) -> list[int]:
+    """Return the worker processes ``stagecast serve --workers`` started."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _drop(database_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

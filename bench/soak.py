@@ -88,7 +88,15 @@ async def _prepare(data_dir: Path) -> str:
     return key
 
 
-def _server(data_dir: Path, port: int, rtmp_port: int) -> subprocess.Popen[bytes]:
+def _server(
+    data_dir: Path,
+    port: int,
+    rtmp_port: int,
+    *,
+    workers: int = 1,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "STAGECAST_DATA_DIR": str(data_dir),
@@ -102,7 +110,12 @@ def _server(data_dir: Path, port: int, rtmp_port: int) -> subprocess.Popen[bytes
     }
     for name in ("STAGECAST_DATABASE_URL", "STAGECAST_REDIS_URL", "STAGECAST_METRICS_TOKEN"):
         env.pop(name, None)
-    return subprocess.Popen([STAGECAST, "serve"], cwd=data_dir, env=env)
+    if database_url:
+        env["STAGECAST_DATABASE_URL"] = database_url
+    if redis_url:
+        env["STAGECAST_REDIS_URL"] = redis_url
+    command = [STAGECAST, "serve", *(["--workers", str(workers)] if workers > 1 else [])]
+    return subprocess.Popen(command, cwd=data_dir, env=env)
 
 
 def _wait_ready(client: httpx.Client, port: int, timeout: float = 60.0) -> None:

@@ -125,7 +125,7 @@ def _primarys(scope: Scope) -> bool:
 async def _forward(primary: Primary, scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await primary.forward(scope, receive, send)
-    except httpx.HTTPError as exc:
+    except (OSError, httpx.HTTPError) as exc:
         log.warning("the primary worker did not answer %s: %s", scope["path"], exc)
         await error_response(503, "unavailable", "the stream's worker is not answering")(
             scope, receive, send

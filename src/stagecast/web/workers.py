@@ -16,6 +16,7 @@ SIGINT/SIGTERM, and stops the rest (and exits non-zero) if one dies.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _FORWARD_TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # above the 6 s blocking limit
+_POOL = 64  # kept-alive connections to the primary per worker
 
 
 def primary_socket(settings: Settings) -> Path:
@@ -133,24 +135,77 @@ def worker_sockets(settings: Settings, fd: int) -> list[socket.socket]:
 
 
 class Primary:
-    """A worker's way to the primary: forward one ASGI request over the Unix socket."""
+    """A worker's way to the primary: forward one ASGI request over the Unix socket.
+
+    Media GETs (playlists, parts: small answers, the most frequent requests) go over a pool of
+    kept-alive connections with a minimal HTTP/1.1 exchange; anything with a body (HTTP push)
+    through httpx, streamed both ways.
+    """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._client = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(path)),
             base_url="http://primary",
             timeout=_FORWARD_TIMEOUT,
         )
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def close(self) -> None:
         """Close the connections to the primary."""
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
         await self._client.aclose()
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the request to the primary and its answer back, both streamed.
+        """Send the request to the primary and its answer back.
 
-        Raises httpx.HTTPError when the primary cannot be reached (before any byte is sent).
+        Raises OSError or httpx.HTTPError when the primary cannot be reached (before any byte
+        is sent).
         """
+        if scope["method"] in ("GET", "HEAD"):
+            status, headers, body = await self._get(scope)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._stream(scope, receive, send)
+
+    async def _get(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        query = scope.get("query_string", b"")
+        target = scope["path"].encode() + (b"?" + query if query else b"")
+        lines = [scope["method"].encode() + b" " + target + b" HTTP/1.1", b"host: primary"]
+        lines += [k + b": " + v for k, v in scope["headers"] if k not in _HOP_BY_HOP]
+        client = scope.get("client")
+        if client:
+            lines.append(CLIENT_HEADER + b": " + str(client[0]).encode())
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        for attempt in range(2):
+            fresh = not self._idle
+            reader, writer = (
+                await asyncio.open_unix_connection(str(self._path)) if fresh else self._idle.pop()
+            )
+            try:
+                writer.write(head)
+                async with asyncio.timeout(_FORWARD_TIMEOUT.read):
+                    answer = await _read_answer(reader, head_only=scope["method"] == "HEAD")
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                writer.close()
+                if fresh or attempt:  # a kept-alive connection the primary closed: once more
+                    raise OSError(f"the primary worker did not answer: {exc!r}") from exc
+                continue
+            except BaseException:
+                writer.close()  # cancelled mid-answer: the connection's state is unknown
+                raise
+            status, headers, body, keep = answer
+            if keep and len(self._idle) < _POOL:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
+            return status, headers, body
+        raise OSError("the primary worker did not answer")
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
         client = scope.get("client")
         if client:
@@ -180,6 +235,34 @@ class Primary:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await response.aclose()
+
+
+async def _read_answer(
+    reader: asyncio.StreamReader, *, head_only: bool
+) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    """Read one HTTP/1.1 answer with a Content-Length body: status, headers, body, keep-alive.
+
+    Raises ValueError for an answer this reader does not take (a chunked body, say).
+    """
+    raw = await reader.readuntil(b"\r\n\r\n")
+    status_line, *header_lines = raw[:-4].split(b"\r\n")
+    status = int(status_line.split(b" ", 2)[1])
+    headers: list[tuple[bytes, bytes]] = []
+    length, keep = 0, True
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            raise ValueError("a chunked answer")
+        elif name == b"connection" and value.lower() == b"close":
+            keep = False
+        if name not in _HOP_BY_HOP:
+            headers.append((name, value))
+    no_body = head_only or status in (204, 304) or 100 <= status < 200
+    body = b"" if no_body or not length else await reader.readexactly(length)
+    return status, headers, body, keep
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
