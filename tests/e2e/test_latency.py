@@ -82,7 +82,7 @@ async def test_the_viewer_player_follows_the_channel_latency(
             "userLiveSync": [],
         }
         assert standard_config["lowLatencyMode"] is False
-        assert standard_config["maxLiveSyncPlaybackRate"] == 1
+        assert standard_config["maxLiveSyncPlaybackRate"] == 1.1
         assert standard_config["userLiveSync"] == ["liveSyncDurationCount"]
         await _plays(low)
         await _plays(standard)

@@ -181,7 +181,7 @@ class Primary:
             lines.append(CLIENT_HEADER + b": " + str(client[0]).encode())
         head = b"\r\n".join(lines) + b"\r\n\r\n"
         for attempt in range(2):
-            fresh = not self._idle
+            fresh = attempt > 0 or not self._idle  # a retry always takes a new connection
             reader, writer = (
                 await asyncio.open_unix_connection(str(self._path)) if fresh else self._idle.pop()
             )
@@ -191,7 +191,7 @@ class Primary:
                     answer = await _read_answer(reader, head_only=scope["method"] == "HEAD")
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 writer.close()
-                if fresh or attempt:  # a kept-alive connection the primary closed: once more
+                if attempt:  # a kept-alive connection the primary closed: once more, on a new one
                     raise OSError(f"the primary worker did not answer: {exc!r}") from exc
                 continue
             except BaseException:

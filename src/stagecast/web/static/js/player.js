@@ -14,7 +14,10 @@ const HLS_COMMON = {
   xhrSetup: (xhr) => { xhr.withCredentials = true; },
 };
 const HLS_LOW_LATENCY = { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.1 };
-const HLS_STANDARD = { lowLatencyMode: false, liveSyncDurationCount: 2 };
+// Standard: a segment and a half behind the newest listed one (about 3 s; with the segment
+// being made, 4 to 5 s behind the encoder), and the same catch-up as low latency, so a player
+// that joined late in a segment or fell behind comes back instead of staying a segment behind.
+const HLS_STANDARD = { lowLatencyMode: false, liveSyncDurationCount: 1.5, maxLiveSyncPlaybackRate: 1.1 };
 
 function attachPlayer(video, src, { live = true, latency = "standard", onError } = {}) {
   if (window.Hls && Hls.isSupported()) {
