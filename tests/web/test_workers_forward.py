@@ -21,12 +21,17 @@ async def test_a_worker_reuses_and_recovers_its_connections_to_the_primary(
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        for _ in range(2):  # two answers per connection, then close (a keep-alive timeout)
-            head = await reader.readuntil(b"\r\n\r\n")
-            seen.append(head)
-            writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 5\r\netag: "x"\r\n\r\nhello')
-            await writer.drain()
-        writer.close()
+        try:
+            for _ in range(2):  # two answers per connection, then close (a keep-alive timeout)
+                head = await reader.readuntil(b"\r\n\r\n")
+                seen.append(head)
+                writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 5\r\netag: "x"\r\n\r\nhello')
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass  # the worker closed its kept-alive connection
+        finally:
+            writer.close()
+            await writer.wait_closed()
 
     server = await asyncio.start_unix_server(handle, path=str(path))
     primary = Primary(path)

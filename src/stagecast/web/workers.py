@@ -17,6 +17,7 @@ SIGINT/SIGTERM, and stops the rest (and exits non-zero) if one dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -153,9 +154,12 @@ class Primary:
 
     async def close(self) -> None:
         """Close the connections to the primary."""
-        for _, writer in self._idle:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
             writer.close()
-        self._idle.clear()
+        for _, writer in idle:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         await self._client.aclose()
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
