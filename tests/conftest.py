@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import subprocess
 import tracemalloc
 import uuid
@@ -270,3 +271,30 @@ def tracing() -> Iterator[None]:
     yield
     if not was_tracing:
         tracemalloc.stop()
+
+
+@contextlib.asynccontextmanager
+async def stalled(settings: Settings, *tables: str) -> AsyncIterator[None]:
+    """Hold the database locked by another session: SQLite's write lock (WAL still lets readers
+    through), or PostgreSQL's ``tables`` against reads and writes."""
+    if settings.is_sqlite:
+        blocker = sqlite3.connect(settings.data_dir / "stagecast.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url), timeout=10)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            await transaction.rollback()
+    finally:
+        await conn.close()

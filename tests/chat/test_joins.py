@@ -5,10 +5,7 @@ that moderation keeps current, so a crowd reconnecting at once costs a few reads
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
@@ -27,7 +24,7 @@ from tests.chat.conftest import (
     open_socket,
     quick_user,
 )
-from tests.conftest import _asyncpg_dsn
+from tests.conftest import stalled
 
 CROWD = 200
 
@@ -157,23 +154,6 @@ async def test_moderator_changes_reach_a_cached_standing(
             pass
 
 
-@contextlib.asynccontextmanager
-async def locked(settings: Settings, *tables: str) -> AsyncIterator[None]:
-    """Hold ``tables`` locked against reads and writes from another PostgreSQL session."""
-    assert settings.database_url is not None
-    conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url), timeout=10)
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            await transaction.rollback()
-    finally:
-        await conn.close()
-
-
 async def test_joins_succeed_while_the_channel_tables_are_locked(
     live: Live, room: Room, backend: str, settings: Settings
 ) -> None:
@@ -183,7 +163,7 @@ async def test_joins_succeed_while_the_channel_tables_are_locked(
     keeper = await open_socket(live.socket_url(room.slug), room.auth("ann"))  # the room stays
     await hello(keeper)
     tables = ("channel", "channel_moderator", "chat_channel", "chat_filter", "chat_restriction")
-    async with locked(settings, *tables):
+    async with stalled(settings, *tables):
         async with asyncio.timeout(10):
             for who in ("ann", "bob", "mod"):
                 ws = await open_socket(live.socket_url(room.slug), room.auth(who))

@@ -7,9 +7,6 @@ PostgreSQL table locks (``LOCK TABLE ... ACCESS EXCLUSIVE``) while media arrives
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -32,35 +29,8 @@ from stagecast.live.models import live_init, segment
 from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage
 from tests.auth.test_api import bearer
-from tests.conftest import PG_URL, _asyncpg_dsn, make_settings, serve
+from tests.conftest import PG_URL, _asyncpg_dsn, make_settings, serve, stalled
 from tests.live.streaming import make_channel, parse_live, publish, wait_for, wait_for_segments
-
-
-@contextlib.asynccontextmanager
-async def stalled(settings: Settings, *tables: str) -> AsyncIterator[None]:
-    """Hold the database locked by another session: SQLite's write lock (WAL still lets readers
-    through), or PostgreSQL's ``tables`` against reads and writes."""
-    if settings.is_sqlite:
-        blocker = sqlite3.connect(settings.data_dir / "stagecast.db", isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
-            yield
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
-        return
-    assert settings.database_url is not None
-    conn = await asyncpg.connect(_asyncpg_dsn(settings.database_url), timeout=10)
-    try:
-        transaction = conn.transaction()
-        await transaction.start()
-        await conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            await transaction.rollback()
-    finally:
-        await conn.close()
 
 
 async def _count(db: Database, table: object, session_id: int) -> int:
