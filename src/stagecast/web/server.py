@@ -19,46 +19,60 @@ from stagecast.config import Settings
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing connections whose headers are late."""
+    """uvicorn's httptools protocol, closing connections whose headers are late.
+
+    One timer per connection, not per request: a request only notes when its first byte came
+    (a timer armed and cancelled for every request cost a sixth of the playlist rate), and the
+    connection's timer looks at that note every ``header_timeout`` seconds, or sooner when a
+    request's deadline falls earlier.
+    """
 
     header_timeout: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_deadline: asyncio.TimerHandle | None = None
+        self._check: asyncio.TimerHandle | None = None
+        self._begun: float | None = None  # loop time of the first byte of unfinished headers
 
-    def _arm(self) -> None:
-        if self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(self.header_timeout, self._late)
+    def _watch(self, delay: float) -> None:
+        self._check = self.loop.call_later(delay, self._look)
 
-    def _disarm(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
-
-    def _late(self) -> None:
-        self._header_deadline = None
-        if not self.transport.is_closing():
+    def _look(self) -> None:
+        self._check = None
+        if self.transport.is_closing():
+            return
+        begun = self._begun
+        if begun is None:
+            self._watch(self.header_timeout)
+            return
+        left = begun + self.header_timeout - self.loop.time()
+        if left <= 0:
             self.transport.close()
+        else:
+            self._watch(left)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the first request's deadline."""
+        """Start the first request's deadline (from the connection)."""
         super().connection_made(transport)
-        self._arm()
+        self._begun = self.loop.time()
+        self._watch(self.header_timeout)
 
     def on_message_begin(self) -> None:
         """A request's first byte: its headers are due within the timeout."""
         super().on_message_begin()
-        self._arm()
+        if self._begun is None:
+            self._begun = self.loop.time()
 
     def on_headers_complete(self) -> None:
         """The headers are in (also before a WebSocket upgrade): no deadline any more."""
-        self._disarm()
+        self._begun = None
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the deadline with the connection."""
-        self._disarm()
+        """Drop the timer with the connection."""
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
         super().connection_lost(exc)
 
 
