@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -119,8 +120,13 @@ def _viewer_id(given: str | None) -> str:
     return given if given and _VIEWER.fullmatch(given) else secrets.token_urlsafe(12)
 
 
+@functools.lru_cache(maxsize=4)
+def _viewer_key(secret: str) -> bytes:
+    return hashlib.blake2b(secret.encode(), digest_size=32).digest()
+
+
 def _viewer_mac(secret: str, channel_id: int, viewer: str) -> str:
-    key = hashlib.blake2b(secret.encode(), digest_size=32).digest()
+    key = _viewer_key(secret)
     mac = hashlib.blake2b(f"vs:{channel_id}:{viewer}".encode(), key=key, digest_size=9)
     return base64.urlsafe_b64encode(mac.digest()).decode()
 
