@@ -9,6 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from stagecast.auth.service import get_account
+from stagecast.channels import service as channels
 from stagecast.config import Settings
 from stagecast.live.states import SessionState, StateChanged, announce_state
 from tests.conftest import RunningServer, serve
@@ -58,3 +60,25 @@ async def test_impossible_slugs_cost_no_query(server: RunningServer) -> None:
         response = await http.get("/hls/bad%00slug/master.m3u8")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_an_edit_of_the_channel_reaches_the_cache_at_once(server: RunningServer) -> None:
+    """Making a channel private drops it from every process's lookups over the bus: the next
+    request sees the new visibility, not the cached one (the expiry is set out of reach)."""
+    await make_channel(server, "edited", owner="edit-owner")
+    lookups = server.runtime.live.lookups
+    lookups.cache.ttl = 3600.0
+    before = await lookups.channel("edited")
+    assert before is not None
+    assert before.visibility == "public"
+    owner = await get_account(server.core.db, "edit-owner")
+    changed = await channels.update_channel(
+        server.core.db, owner, "edited", {"visibility": "private"}
+    )
+    await channels.announce_change(server.core.bus, changed)
+    async with asyncio.timeout(5):
+        while lookups.cache.peek("edited") is not None:
+            await asyncio.sleep(0.01)
+    after = await lookups.channel("edited")
+    assert after is not None
+    assert after.visibility == "private"

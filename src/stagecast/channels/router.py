@@ -86,6 +86,7 @@ async def update_channel(
     """
     fields = body.model_dump(exclude_unset=True, exclude_none=True)
     updated = await service.update_channel(core.db, account, slug, fields)
+    await service.announce_change(core.bus, updated)
     return ChannelOut.of(updated, rtmp_url(core, request))
 
 

@@ -71,6 +71,17 @@ MODERATORS_TOPIC: Topic[ModeratorsChanged] = Topic("channel.moderators", Moderat
 
 
 @dataclass(frozen=True)
+class ChannelChanged:
+    """Channel ``channel_id`` (``slug``) was edited: visibility, title, latency (after commit)."""
+
+    channel_id: int
+    slug: str
+
+
+CHANNEL_CHANGED_TOPIC: Topic[ChannelChanged] = Topic("channel.changed", ChannelChanged)
+
+
+@dataclass(frozen=True)
 class Channel:
     """A channel as the studio and the API show it."""
 
@@ -554,3 +565,15 @@ async def announce_moderators(bus: Bus, channel_id: int) -> None:
         log.warning(
             "moderators of channel %d changed, but not announced (%s)", channel_id, exc.code
         )
+
+
+async def announce_change(bus: Bus, changed: Channel) -> None:
+    """Tell every process that ``changed`` was edited, so caches of it drop it at once.
+
+    Never raises: the change has committed. A lost announcement only delays it until the
+    caches' entries expire (the live lookups': 1 s; the VOD facts': 5 s).
+    """
+    try:
+        await CHANNEL_CHANGED_TOPIC.publish(bus, ChannelChanged(changed.id, changed.slug))
+    except StagecastError as exc:
+        log.warning("channel %s changed, but not announced (%s)", changed.slug, exc.code)

@@ -3,8 +3,9 @@
 Every viewer-facing request (playlists, the viewer feed, heartbeats) asks here instead of the
 database: one query a second per slug at most, an unknown slug included (cached as None), and
 none for a string no channel can have. ``follow`` keeps it current over the bus: a session
-that starts, goes live or ends anywhere drops its slug here at once (the next request reads it
-again); a gap in the bus drops everything. The one-second expiry stays as the backstop.
+that starts, goes live or ends anywhere, or an edit of the channel (its visibility), drops its
+slug here at once (the next request reads it again); a gap in the bus drops everything. The
+one-second expiry stays as the backstop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from stagecast.auth.service import Account
 from stagecast.bus import Bus, Gap
 from stagecast.cache import TtlCache
 from stagecast.channels.policy import Access, Action, allowed, can_view, with_token
-from stagecast.channels.service import SLUG_RE, access_to
+from stagecast.channels.service import CHANNEL_CHANGED_TOPIC, SLUG_RE, access_to
 from stagecast.channels.tokens import channel_target
 from stagecast.db import Database
 from stagecast.errors import NotFound
@@ -50,15 +51,13 @@ class Lookups:
         )
 
     async def follow(self, bus: Bus) -> asyncio.Task[None]:
-        """Subscribe to every channel's session changes; return the task applying them."""
-        subscription = await CHANGES_TOPIC.subscribe(bus, maxsize=4096)
+        """Subscribe to every channel's session changes and edits; return the task applying them."""
+        sessions = await CHANGES_TOPIC.subscribe(bus, maxsize=4096)
+        edits = await CHANNEL_CHANGED_TOPIC.subscribe(bus, maxsize=1024)
 
-        async def apply() -> None:
-            async with subscription:
-                while True:
-                    message = await subscription.get()
-                    if message is None:
-                        return
+        async def apply_sessions() -> None:
+            async with sessions:
+                while (message := await sessions.get()) is not None:
                     if isinstance(message, Gap):
                         self.cache.clear()
                         continue
@@ -68,6 +67,18 @@ class Lookups:
                             self.cache.invalidate(changed.slug)
                         else:
                             self.cache.clear()  # an end found by id only: which slug is unknown
+
+        async def apply_edits() -> None:
+            async with edits:
+                while (message := await edits.get()) is not None:
+                    if isinstance(message, Gap):
+                        self.cache.clear()
+                        continue
+                    with contextlib.suppress(ValueError):
+                        self.cache.invalidate(CHANNEL_CHANGED_TOPIC.decode(message).slug)
+
+        async def apply() -> None:
+            await asyncio.gather(apply_sessions(), apply_edits())
 
         return asyncio.create_task(apply(), name="live-lookups")
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
 from stagecast.bus.base import Payload
 from stagecast.cache import TtlCache
+from stagecast.channels.service import CHANNEL_CHANGED_TOPIC
 from stagecast.db import Database
 from stagecast.errors import NotFound
 from stagecast.live.playlists import Rendered
@@ -112,9 +113,12 @@ class Lookups:
         self.facts.invalidate(change.vod_id)
 
     async def start(self) -> None:
-        """Follow ``vods.changed`` (subscribed once this returns) until ``close``."""
+        """Follow ``vods.changed`` and channel edits (subscribed once this returns) until
+        ``close``. A channel's edit (its visibility, which its VODs may inherit) drops every
+        VOD's facts: edits are rare, and the facts are read again on the next request."""
         subscription = await VOD_CHANGED_TOPIC.subscribe(self._bus, maxsize=1024)
-        self._task = asyncio.create_task(self._follow(subscription), name="vod-lookups")
+        edits = await CHANNEL_CHANGED_TOPIC.subscribe(self._bus, maxsize=1024)
+        self._task = asyncio.create_task(self._follow(subscription, edits), name="vod-lookups")
 
     async def close(self) -> None:
         """Stop following the bus."""
@@ -123,9 +127,17 @@ class Lookups:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def _follow(self, subscription: Subscription) -> None:
-        async with subscription:
-            while True:
-                item = await subscription.get()
-                if item is not None:
-                    self.apply(item)
+    async def _follow(self, subscription: Subscription, edits: Subscription) -> None:
+        async def channel_edits() -> None:
+            async with edits:
+                while await edits.get() is not None:
+                    self.facts.clear()
+
+        async def vod_changes() -> None:
+            async with subscription:
+                while True:
+                    item = await subscription.get()
+                    if item is not None:
+                        self.apply(item)
+
+        await asyncio.gather(vod_changes(), channel_edits())
