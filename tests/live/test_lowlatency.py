@@ -202,3 +202,23 @@ async def test_a_standard_channel_gets_standard_hls(server: RunningServer) -> No
         assert "#EXT-X-SERVER-CONTROL" not in text
         assert "#EXT-X-PRELOAD-HINT" not in text
         assert (await http.get(url, params={"_HLS_msn": 0})).status_code == 400
+
+
+def test_the_cutter_measures_the_part_target_from_the_shortest_first_frames() -> None:
+    """Given no target, the cutter skips what comes before the first key frame, holds back the
+    first fragments, and takes the shortest frame among them: an encoder's stretched first
+    frame (54 ms at 30 fps) does not make parts of 6 frames."""
+    cutter = Cutter(None, 2.0, has_video=True)
+    assert cutter.push(b"a", _fragment(1, 1 / 30, False)) == []  # before any key frame
+    cuts = cutter.push(b"k", _fragment(1, 0.054, True))
+    for _ in range(20):
+        cuts += cutter.push(b"f", _fragment(1, 1 / 30, False))
+    assert cutter.target is not None
+    assert cutter.target.seconds == 0.334
+    parts = [c for c in cuts if isinstance(c, Part)]
+    assert parts[0].first
+    assert parts[0].independent
+    assert parts[0].data.startswith(b"k")
+    end = [c for c in cutter.finish() if isinstance(c, SegmentEnd)]
+    assert len(end) == 1
+    assert end[0].data == b"k" + b"f" * 20  # the segment is its parts, nothing dropped

@@ -30,6 +30,7 @@ PART_MAX = 0.5
 # FLV) is snapped to the nearest of these, so a part is a whole number of true frames.
 _RATES = (23.976, 24.0, 25.0, 29.97, 30.0, 48.0, 50.0, 59.94, 60.0)
 _EPSILON = 0.0015  # timestamps in FLV are whole milliseconds: two of those, and a bit
+MEASURE_FRAGMENTS = 4  # fragments held back once per session to measure the frame duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,9 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class SegmentEnd:
-    """The segment the previous parts belong to is complete."""
+    """The segment the previous parts belong to is complete: ``data`` is all of it."""
+
+    data: bytes
 
 
 Cut = Part | SegmentEnd
@@ -92,14 +95,23 @@ class Cutter:
     """Group one rendition's fragments into parts and segments (one epoch).
 
     ``push`` takes each fragment in order with what ``parse_segment`` read from it, and
-    returns what it completed: parts, and a ``SegmentEnd`` after the last part of a segment.
-    ``finish`` completes whatever is open when the stream ends.
+    returns what it completed: parts, and a ``SegmentEnd`` (the whole segment) after the last
+    part of a segment. ``finish`` completes whatever is open when the stream ends.
+
+    With ``target`` None the cutter measures it first: it holds back the first
+    ``MEASURE_FRAGMENTS`` fragments from the first key frame on and takes the shortest frame
+    among them (an encoder's first frame often lasts until the second timestamp). A session
+    passes the target of its first epoch to the later ones: it must not change.
     """
 
-    def __init__(self, target: PartTarget, segment_seconds: float, *, has_video: bool) -> None:
+    def __init__(
+        self, target: PartTarget | None, segment_seconds: float, *, has_video: bool
+    ) -> None:
         self.target = target
         self._has_video = has_video
         self._segment_seconds = segment_seconds
+        self._measuring: list[tuple[bytes, SegmentInfo]] = []
+        self._segment: list[bytes] = []  # the parts of the open segment
         self._chunks: list[bytes] = []
         self._duration = 0.0
         self._frames = 0
@@ -110,6 +122,29 @@ class Cutter:
 
     def push(self, data: bytes, info: SegmentInfo) -> list[Cut]:
         """Take one fragment; return the parts (and segment end) it completed."""
+        if self.target is not None:
+            return self._push(data, info)
+        if not self._measuring and not (
+            info.starts_with_keyframe and (info.video_frames or not self._has_video)
+        ):
+            return []  # before the first key frame: no segment can start there
+        self._measuring.append((data, info))
+        if len(self._measuring) < MEASURE_FRAGMENTS:
+            return []
+        return self._measured()
+
+    def _measured(self) -> list[Cut]:
+        frames = [
+            i.duration / i.video_frames if self._has_video else i.duration
+            for _, i in self._measuring
+            if (i.video_frames or not self._has_video) and i.duration > 0
+        ]
+        self.target = part_target_for(min(frames) if frames else 1 / 30)
+        held, self._measuring = self._measuring, []
+        return [cut for data, info in held for cut in self._push(data, info)]
+
+    def _push(self, data: bytes, info: SegmentInfo) -> list[Cut]:
+        assert self.target is not None
         out: list[Cut] = []
         video = info.video_frames > 0
         # Time is counted on the video track when there is one: a fragment holding only audio
@@ -122,7 +157,7 @@ class Cutter:
         )
         if starts_segment and self._open:
             self._close_part(out)
-            out.append(SegmentEnd())
+            self._end_segment(out)
             self._segment_duration = 0.0
             self._first = True
         elif self._chunks and self._duration + step > self.target.seconds + _EPSILON:
@@ -145,18 +180,24 @@ class Cutter:
 
     def finish(self) -> list[Cut]:
         """Complete the open part and segment (the stream ended)."""
-        out: list[Cut] = []
+        out: list[Cut] = self._measured() if self._measuring else []
         if self._chunks:
             self._close_part(out)
         if self._open:
-            out.append(SegmentEnd())
+            self._end_segment(out)
             self._open = False
         return out
+
+    def _end_segment(self, out: list[Cut]) -> None:
+        out.append(SegmentEnd(b"".join(self._segment)))
+        self._segment = []
 
     def _close_part(self, out: list[Cut]) -> None:
         if not self._chunks:
             return
-        out.append(Part(b"".join(self._chunks), self._duration, self._independent, self._first))
+        part = Part(b"".join(self._chunks), self._duration, self._independent, self._first)
+        out.append(part)
+        self._segment.append(part.data)
         self._chunks = []
         self._duration = 0.0
         self._frames = 0

@@ -23,7 +23,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from stagecast.bus import Bus
@@ -37,7 +36,7 @@ from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, p
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.hot import HotMedia, MediaKey
 from stagecast.live.lowlatency import LowLatencyPlaylist, PartEntry, RenditionReport
-from stagecast.live.parts import Cutter, HeldParts, Part, PartTarget, SegmentEnd, part_target_for
+from stagecast.live.parts import Cutter, HeldParts, Part, PartTarget, SegmentEnd
 from stagecast.live.playlists import (
     Rendered,
     SegmentEntry,
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 _SAVE_RENDITION_EVERY = 5
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
-_MEASURE_FRAGMENTS = 4  # fragments held back once per epoch to measure the frame duration
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,6 @@ class Rendition:
     # (and replaced) at every change of the playlist, which held requests wait on.
     cutter: Cutter | None = None
     parts: HeldParts = field(default_factory=HeldParts)
-    open_chunks: list[bytes] = field(default_factory=list)
-    waiting: list[tuple[bytes, SegmentInfo]] = field(default_factory=list)  # before the cutter
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -173,8 +169,6 @@ class LiveSession:
             rendition.anchor = None
             # A segment the last packager run left unfinished is never completed.
             rendition.cutter = None
-            rendition.open_chunks = []
-            rendition.waiting = []
             rendition.playlist.drop_open_parts()
             rendition.notify()
         return self.epoch
@@ -230,12 +224,11 @@ class LiveSession:
         for epoch in [e for e in rendition.inits if e not in keep]:
             del rendition.inits[epoch]
 
-    async def add_segment(self, name: str, data: bytes, *, file: Path | None = None) -> bool:
+    async def add_segment(self, name: str, data: bytes) -> bool:
         """Take one whole media segment of ``name``; False if it was refused (logged, counted).
 
-        ``file`` is a local file holding the same bytes that the session may move into storage
-        instead of writing ``data`` (the packager's output). Raises what storage raises (the
-        segment is then left out of the playlist; its successors are not held up).
+        Raises what storage raises (the segment is then left out of the playlist; its
+        successors are not held up).
         """
         received = time.perf_counter()
         rendition = self.renditions.get(name)
@@ -253,11 +246,7 @@ class LiveSession:
         self._writing += 1
         self._written.clear()
         try:
-            # Written once, before anything lists it.
-            if file is not None:
-                await self.deps.storage.adopt(slot.record.path, file)
-            else:
-                await self.deps.storage.write(slot.record.path, data)
+            await self.deps.storage.write(slot.record.path, data)  # once, before it is listed
         except BaseException:
             self._settle(rendition, slot.record.sequence, None)
             raise
@@ -284,24 +273,11 @@ class LiveSession:
             log.warning("session %s dropped a %s fragment: %s", self.id, name, exc)
             return
         if rendition.cutter is None:
-            has_video = rendition.init.video is not None
-            if has_video and not info.video_frames and not rendition.waiting:
-                return  # audio before the first video frame: no segment can start there
-            # The first frame's duration is often off (encoders stretch it to the second
-            # timestamp): the frame duration comes from the shortest of the first few.
-            rendition.waiting.append((data, info))
-            if len(rendition.waiting) < _MEASURE_FRAGMENTS:
-                return
-            self._part_target([i for _, i in rendition.waiting], has_video=has_video)
-            assert self.part_target is not None
             rendition.cutter = Cutter(
-                self.part_target, self.deps.segment_seconds, has_video=has_video
+                self.part_target,
+                self.deps.segment_seconds,
+                has_video=rendition.init.video is not None,
             )
-            waiting, rendition.waiting = rendition.waiting, []
-            for held, held_info in waiting:
-                for cut in rendition.cutter.push(held, held_info):
-                    await self._take_cut(rendition, cut)
-            return
         for cut in rendition.cutter.push(data, info):
             await self._take_cut(rendition, cut)
 
@@ -314,27 +290,15 @@ class LiveSession:
             await self._take_cut(rendition, cut)
         rendition.cutter = None
 
-    def _part_target(self, infos: list[SegmentInfo], *, has_video: bool) -> None:
-        """Fix the session's part target from the shortest frame of the first fragments."""
-        if self.part_target is not None:
-            return
-        frames = [
-            i.duration / i.video_frames if has_video else i.duration
-            for i in infos
-            if (i.video_frames or not has_video) and i.duration > 0
-        ]
-        self.part_target = part_target_for(min(frames) if frames else 1 / 30)
-
     async def _take_cut(self, rendition: Rendition, cut: Part | SegmentEnd) -> None:
-        if isinstance(cut, Part):
-            rendition.open_chunks.append(cut.data)
-            if self.low_latency and self.part_target is not None:
-                self._list_part(rendition, cut, self.part_target)
+        if isinstance(cut, SegmentEnd):
+            await self.add_segment(rendition.name, cut.data)
             return
-        data = b"".join(rendition.open_chunks)
-        rendition.open_chunks = []
-        if data:
-            await self.add_segment(rendition.name, data)
+        if self.part_target is None and rendition.cutter is not None:
+            # Measured by the first epoch's cutter; later epochs' cutters are given it.
+            self.part_target = rendition.cutter.target
+        if self.low_latency and self.part_target is not None:
+            self._list_part(rendition, cut, self.part_target)
 
     def _list_part(self, rendition: Rendition, part: Part, target: PartTarget) -> None:
         playlist = rendition.playlist

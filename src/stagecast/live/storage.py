@@ -9,7 +9,6 @@ never sees half a segment and a crash never leaves one under its final name.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import re
 import shutil
@@ -47,9 +46,6 @@ class SegmentStorage(Protocol):
     async def read(self, path: str) -> bytes:
         """Return the bytes at ``path``; raises FileNotFoundError if there are none."""
 
-    async def adopt(self, path: str, source: Path) -> None:
-        """Move the whole local file ``source`` to ``path`` (atomically where it can)."""
-
     def resolve(self, path: str) -> Path:
         """Return the local file of ``path``; raises StorageError if it escapes the root."""
 
@@ -83,23 +79,6 @@ class LocalStorage:
         """Return the bytes at ``path``; raises FileNotFoundError if there are none."""
         target = self.resolve(path)
         return await asyncio.to_thread(target.read_bytes)
-
-    async def adopt(self, path: str, source: Path) -> None:
-        """Move ``source`` (a whole file ffmpeg finished) to ``path``.
-
-        On the same filesystem this is one rename, done inline: it touches no data, and a
-        thread hop would cost far more than the rename while the event loop is busy (the live
-        edge waits on it). Across filesystems the bytes are copied in a thread.
-        """
-        target = self.resolve(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            await self.write(path, await asyncio.to_thread(source.read_bytes))
-            await asyncio.to_thread(source.unlink, True)
 
     def _write(self, target: Path, data: bytes) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
