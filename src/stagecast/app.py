@@ -26,7 +26,7 @@ from stagecast.runtime import open_runtime
 from stagecast.studio.router import router as studio_router
 from stagecast.vod.hls import router as vod_hls_router
 from stagecast.vod.router import router as vod_router
-from stagecast.web import errors, health, openapi, pages, prometheus
+from stagecast.web import errors, health, openapi, pages, prometheus, replay
 from stagecast.web.edge import MediaEdge
 from stagecast.web.prometheus import HttpMetrics
 from stagecast.webhooks.router import router as webhooks_router
@@ -78,6 +78,7 @@ def create_app(
     app.include_router(ingest_router)
     app.include_router(vod_router)
     app.include_router(vod_hls_router)
+    app.include_router(replay.router)
     app.include_router(studio_router)
     app.include_router(webhooks_router)
     app.include_router(prometheus.router)

@@ -27,6 +27,7 @@ from stagecast.db.schema import IdType, UTCDateTime, metadata
 FILTER_KINDS = ("word", "phrase", "pattern")
 FILTER_ACTIONS = ("block", "hold")
 NOT_DELETED = text("deleted_at IS NULL")
+ON_AIR_VISIBLE = text("deleted_at IS NULL AND session_id IS NOT NULL")
 
 chat_channel = Table(
     "chat_channel",
@@ -65,6 +66,16 @@ chat_message = Table(
         unique=True,
         sqlite_where=NOT_DELETED,
         postgresql_where=NOT_DELETED,
+    ),
+    # Chat replay reads one session's visible messages by (media_time, seq) from any offset;
+    # messages sent while nothing was on air are not in it.
+    Index(
+        "ix_chat_message_replay",
+        "session_id",
+        "media_time",
+        "seq",
+        sqlite_where=ON_AIR_VISIBLE,
+        postgresql_where=ON_AIR_VISIBLE,
     ),
 )
 

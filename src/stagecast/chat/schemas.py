@@ -188,3 +188,21 @@ class LogPage(BaseModel):
 
     items: list[LogEntryOut]
     next_before: str | None
+
+
+class ReplayMessageOut(FromRecord):
+    """A message of a VOD's chat replay. ``body`` is raw text: escape it when rendering."""
+
+    id: int = Field(description="Per-channel sequence number")
+    author: str
+    body: str
+    sent_at: datetime
+    media_time: float = Field(description="Seconds into the broadcast (and its VOD) it was sent")
+
+
+class ReplayPage(BaseModel):
+    """A page of a VOD's chat replay, in ``(media_time, id)`` order."""
+
+    items: list[ReplayMessageOut]
+    has_more: bool
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")

@@ -98,12 +98,13 @@ async def answer(
     return _file(live, found, path, media_type)
 
 
-async def _watchable(
+async def watchable(
     core: Core, lookups: Lookups, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
     """Return the VOD and the token to propagate; NotFound unless the caller may watch it.
 
-    The caller's identity is only looked up when the VOD is not open to everyone.
+    The caller's identity is only looked up when the VOD is not open to everyone. The watch
+    page and everything shown beside the VOD (its chat replay) are decided here.
     """
     found = await lookups.vod(vod_id)
     if found is None:
@@ -129,7 +130,7 @@ async def _watchable(
 async def _ready(
     core: Core, lookups: Lookups, vod_id: int, token: str | None, identify: Identify
 ) -> tuple[Vod, str | None]:
-    found, token = await _watchable(core, lookups, vod_id, token, identify)
+    found, token = await watchable(core, lookups, vod_id, token, identify)
     if found.status != "ready":
         raise NotFound("the vod is not ready")
     return found, token
@@ -184,7 +185,7 @@ async def watch_page(
     async def who() -> Account | None:
         return (await identify(request, core)).account
 
-    found, token = await _watchable(core, vods.lookups, vod_id, token, who)
+    found, token = await watchable(core, vods.lookups, vod_id, token, who)
     suffix = f"?token={quote(token, safe='')}" if token else ""
     context = {
         "version": stagecast.__version__,
