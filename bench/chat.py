@@ -7,8 +7,10 @@ subprocess on SQLite: bearer auth, policy, insert, publish, deliver). Reported f
 delivery latency and deliveries/s at 2,000 clients x 20 msg/s, the largest client count with
 p99 <= 250 ms, and the server's RSS and CPU sampled over the measured window (ten minutes at
 the reference load in full mode). Then three ``stagecast serve`` processes on PostgreSQL +
-Redis with the clients spread across them, and the history page at several depths against
-COUNT(*) OVER() + OFFSET on the same data. Everything stays on 127.0.0.1 and is bounded in
+Redis with the clients spread across them, the history page at several depths against
+COUNT(*) OVER() + OFFSET on the same data, and the chat replay page of a VOD with 1,000,000
+messages at the start, middle and end against the same query without its index
+(``bench/chat_replay.py``). Everything stays on 127.0.0.1 and is bounded in
 count and time; the PostgreSQL/Redis parts are skipped when those are not reachable.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from bench.chat_history import history_suite
 from bench.chat_measure import LOADGEN_CPU, Result, join_row, load, row
+from bench.chat_replay import replay_suite, rows_for
 from bench.chat_servers import baseline_server, stagecast_servers
 from bench.chat_setup import BenchChannel, prepare
 
@@ -179,3 +182,4 @@ def run(quick: bool) -> None:
             soak(plan, channel)
     multiprocess(plan)
     asyncio.run(history_suite(PG_ADMIN, plan.history_rows, plan.depths))
+    asyncio.run(replay_suite(PG_ADMIN, rows_for(quick)))
