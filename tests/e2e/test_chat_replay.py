@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.auth import service as accounts
@@ -19,6 +20,7 @@ from stagecast.chat.messages import Draft, OnAirMark
 from stagecast.db import Kind
 from stagecast.live.storage import LocalStorage
 from stagecast.vod import service as vods
+from stagecast.vod.models import vod
 from tests.conftest import RunningServer
 from tests.e2e.audit import audit
 from tests.e2e.conftest import PASSWORD, PageErrors, new_context, screenshot
@@ -56,14 +58,24 @@ async def recorded_with_chat(server: RunningServer, media: Media) -> int:
 
     await db.run(unit, kind=Kind.WRITE)
     await end_session(db, session.session_id, server.runtime.live.hooks)
+    vod_id = await db.run(
+        lambda conn: _vod_of(conn, session.session_id), kind=Kind.READ, name="test_vod_of"
+    )
     deadline = time.monotonic() + 60
     while True:
-        found = await vods.find(db, 1)
-        if found is not None and found.status == "ready":
-            return found.id
-        assert found is None or found.status == "processing", found
+        found = await vods.find(db, vod_id)
+        assert found is not None
+        if found.status == "ready":
+            return vod_id
+        assert found.status == "processing", found.failure_reason
         assert time.monotonic() < deadline, "the VOD was not built in time"
         await asyncio.sleep(0.1)
+
+
+async def _vod_of(conn: AsyncConnection, session_id: int) -> int:
+    return int(
+        (await conn.execute(select(vod.c.id).where(vod.c.session_id == session_id))).scalar_one()
+    )
 
 
 async def snapshot(page: Page) -> dict[str, Any]:

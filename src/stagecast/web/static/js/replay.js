@@ -44,6 +44,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
   let loading = false;
   let retryAt = 0;
   let on = false;
+  let stale = false; // the log still shows the lines from before a restart
 
   function setState(text) { state.textContent = text; }
 
@@ -88,6 +89,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
     try {
       const page = await api("GET", url + "?" + params.toString());
       if (mine !== generation) return;
+      clearStale();
       queue.push(...page.items);
       cursor = page.next_cursor;
       done = !page.has_more;
@@ -95,6 +97,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
       setState("");
     } catch (e) {
       if (mine !== generation) return;
+      clearStale();
       failed(e);
     } finally {
       if (mine === generation) loading = false;
@@ -117,6 +120,13 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
     }
   }
 
+  // The lines of before a restart leave when the first answer after it arrives, so a seek
+  // (hls.js also makes small ones across gaps) replaces the log without a blank moment.
+  function clearStale() {
+    if (stale) log.replaceChildren();
+    stale = false;
+  }
+
   // Start over from the player's position: the log shows the half minute before it.
   function restart() {
     generation += 1;
@@ -126,7 +136,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
     loading = false;
     retryAt = 0;
     start = Math.max(0, Math.floor((video.currentTime - REPLAY_CONTEXT) * 1000) / 1000);
-    log.replaceChildren();
+    stale = true;
     notice.textContent = "";
     setState("Loading…");
     fetchMore();
@@ -138,7 +148,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
     layout.classList.toggle("replay-off", !enabled);
     toggle.checked = enabled;
     if (enabled) restart();
-    else { generation += 1; queue = []; log.replaceChildren(); }
+    else { generation += 1; queue = []; stale = false; log.replaceChildren(); }
   }
 
   video.addEventListener("timeupdate", render);
