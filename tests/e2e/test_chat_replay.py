@@ -24,12 +24,16 @@ from stagecast.vod.models import vod
 from tests.conftest import RunningServer
 from tests.e2e.audit import audit
 from tests.e2e.conftest import PASSWORD, PageErrors, new_context, screenshot
-from tests.vod.media import Media, end_session, make_media, record_session
+from tests.vod.media import EPOCHS, Media, end_session, make_media, record_session
 
 pytestmark = pytest.mark.browser
 
-# One message every second of the 14 s recording, half a second after each full second.
-TIMES = [i + 0.5 for i in range(14)]
+# The recording: 8 s, then the encoder was away for 3 s (``record_session``), then 6 s more.
+FIRST_EPOCH = float(EPOCHS[0][0])
+AWAY = 3.0
+# One message every second of the 17 s broadcast, half a second after each full second; the
+# ones at 8.5, 9.5 and 10.5 were sent while the encoder was away.
+TIMES = [i + 0.5 for i in range(17)]
 HOSTILE = '<img src=x onerror="window.pwned=1"><b>bold?</b>'
 
 
@@ -40,7 +44,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
 
 
 async def recorded_with_chat(server: RunningServer, media: Media) -> int:
-    """host streams on "show", viewers chat at ``TIMES``; the VOD is built; return its id."""
+    """host streams on "show" (reconnecting once), ann chats at ``TIMES`` (broadcast seconds);
+    the VOD is built; return its id."""
     db = server.core.db
     host = await accounts.create_account(db, "host", PASSWORD, "broadcaster")
     ann = await accounts.create_account(db, "ann", PASSWORD, "viewer")
@@ -78,6 +83,11 @@ async def _vod_of(conn: AsyncConnection, session_id: int) -> int:
     )
 
 
+def broadcast_time(position: float) -> float:
+    """Return the broadcast time (what ``media_time`` counts) shown at a recording position."""
+    return position if position < FIRST_EPOCH else position + AWAY
+
+
 async def snapshot(page: Page) -> dict[str, Any]:
     """Return the player's position and the media times of the lines shown, read together."""
     state: dict[str, Any] = await page.evaluate(
@@ -92,19 +102,21 @@ async def snapshot(page: Page) -> dict[str, Any]:
 
 async def wait_in_step(page: Page, past: float) -> None:
     """Play until ``past`` seconds, checking on the way that what is shown matches the
-    position: nothing from after it, everything from more than a second before it."""
+    position: nothing sent after it, everything sent more than a second before it."""
     deadline = time.monotonic() + 30
     while True:
         state = await snapshot(page)
-        now, shown = state["time"], state["shown"]
+        now, shown = broadcast_time(state["time"]), state["shown"]
+        # The log moves on `timeupdate` (4 times a second): a second of playback ago at most.
+        settled = broadcast_time(max(0.0, state["time"] - 1.0))
         assert shown == sorted(shown)
         assert all(t <= now + 0.01 for t in shown), state
-        assert [t for t in TIMES if t <= now - 1.0] == [t for t in shown if t <= now - 1.0], state
-        if now > past:
+        assert [t for t in TIMES if t <= settled] == [t for t in shown if t <= settled], state
+        if state["time"] > past:
             return
         assert time.monotonic() < deadline, f"playback did not reach {past} s: {state}"
         await page.wait_for_function(
-            "(t) => document.getElementById('player').currentTime > t", arg=now + 0.2
+            "(t) => document.getElementById('player').currentTime > t", arg=state["time"] + 0.2
         )
 
 
@@ -121,9 +133,9 @@ async def shows_exactly(page: Page, expected: list[float]) -> None:
 async def test_chat_replay_follows_playback_seeks_and_the_toggle(
     browser: Browser, server: RunningServer, media: Media, tmp_path: Path
 ) -> None:
-    """Messages appear as playback reaches them (also at 2x), a seek back removes the later
-    ones and a seek forward brings them, text is shown as text, and the toggle hides the
-    panel, also after a reload."""
+    """Messages appear as playback reaches the moment they were sent (also at 2x and across an
+    encoder reconnect), a seek back removes the later ones and a seek forward brings them,
+    text is shown as text, and the toggle hides the panel, also after a reload."""
     vod_id = await recorded_with_chat(server, media)
     errors = PageErrors()
     context = await new_context(browser, server, errors)
@@ -151,8 +163,12 @@ async def test_chat_replay_follows_playback_seeks_and_the_toggle(
         "() => { const v = document.getElementById('player'); v.pause(); v.currentTime = 3; }"
     )
     await shows_exactly(page, [0.5, 1.5, 2.5])
+    # Past the reconnect the recording is 3 s behind the broadcast: what was said while the
+    # encoder was away shows at once, with what was said as the picture came back.
+    await page.evaluate("() => { document.getElementById('player').currentTime = 8.6; }")
+    await shows_exactly(page, [t for t in TIMES if t <= 11.6])
     await page.evaluate("() => { document.getElementById('player').currentTime = 12.2; }")
-    await shows_exactly(page, [t for t in TIMES if t <= 12.2])
+    await shows_exactly(page, [t for t in TIMES if t <= 15.2])
     assert await audit(page) == []
 
     await toggle.uncheck()

@@ -1,12 +1,15 @@
 // Chat replay beside a VOD: the broadcast's chat, shown in step with the player.
 //
 // Messages come from GET /api/v1/vods/ID/chat in media-time order, a page at a time, ahead of
-// the playhead; on every `timeupdate` those sent up to `currentTime` move from the queue into
-// the log. Pausing stops `timeupdate`, so the log stops too; a playback rate changes how fast
-// `currentTime` moves, and with it the log and the look-ahead. A seek, either way, starts over
-// from the new position (with the half minute before it for context). Each start-over bumps a
-// generation number, so an answer to an older request is dropped. Message text goes into the
-// page as text nodes only (never as HTML).
+// the playhead; on every `timeupdate` those sent up to the playhead move from the queue into
+// the log. A message's `media_time` is wall-clock seconds since the broadcast started, which
+// the recording matches until the encoder reconnects (the time it was away is not recorded),
+// so the playhead is read through the recording's own clock: the EXT-X-PROGRAM-DATE-TIME of the
+// segment being played (`replayPosition`). Pausing stops `timeupdate`, so the log stops too; a
+// playback rate changes how fast the playhead moves, and with it the log and the look-ahead.
+// A seek, either way, starts over from the new position (with the half minute before it for
+// context). Each start-over bumps a generation number, so an answer to an older request is
+// dropped. Message text goes into the page as text nodes only (never as HTML).
 "use strict";
 
 const REPLAY_PAGE = 100;
@@ -24,6 +27,25 @@ function replayClock(seconds) {
   return (h ? h + ":" : "") + mm + ":" + String(s).padStart(2, "0");
 }
 
+// The broadcast time (seconds since `startedAt`, epoch ms) shown at the video's position: the
+// program date-time of the segment there plus the way into it. Without hls.js, a playlist
+// without dates or before it loaded, the position itself.
+function replayPosition(video, startedAt) {
+  const t = video.currentTime;
+  const hls = window.stagecastPlayer && window.stagecastPlayer.hls;
+  const level = hls && hls.levels && hls.levels[Math.max(hls.currentLevel, 0)];
+  const fragments = level && level.details ? level.details.fragments : null;
+  if (!startedAt || !fragments || !fragments.length) return t;
+  let low = 0, high = fragments.length - 1;
+  while (low < high) { // the last fragment starting at or before t
+    const mid = (low + high + 1) >> 1;
+    if (fragments[mid].start <= t) low = mid; else high = mid - 1;
+  }
+  const fragment = fragments[low];
+  if (fragment.programDateTime === null || fragment.programDateTime === undefined) return t;
+  return Math.max(0, (fragment.programDateTime - startedAt) / 1000 + (t - fragment.start));
+}
+
 function replayEnabled() {
   try { return localStorage.getItem(REPLAY_STORAGE_KEY) !== "off"; } catch (_) { return true; }
 }
@@ -32,7 +54,7 @@ function rememberReplay(on) {
   try { localStorage.setItem(REPLAY_STORAGE_KEY, on ? "on" : "off"); } catch (_) { /* private mode */ }
 }
 
-function initReplay(video, panel, { url, token, toggle, layout }) {
+function initReplay(video, panel, { url, token, toggle, layout, startedAt }) {
   const log = panel.querySelector("[data-replay=log]");
   const state = panel.querySelector("[data-replay=state]");
   const notice = panel.querySelector("[data-replay=notice]");
@@ -62,7 +84,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
   // Move every queued message sent up to the playhead into the log; fetch ahead if needed.
   function render() {
     if (!on) return;
-    const now = video.currentTime;
+    const now = replayPosition(video, startedAt);
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
     let added = 0;
     while (queue.length && queue[0].media_time <= now) {
@@ -135,7 +157,8 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
     done = false;
     loading = false;
     retryAt = 0;
-    start = Math.max(0, Math.floor((video.currentTime - REPLAY_CONTEXT) * 1000) / 1000);
+    const now = replayPosition(video, startedAt);
+    start = Math.max(0, Math.floor((now - REPLAY_CONTEXT) * 1000) / 1000);
     stale = true;
     notice.textContent = "";
     setState("Loading…");
@@ -156,7 +179,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
   video.addEventListener("seeking", () => { if (on) restart(); });
   toggle.addEventListener("change", () => { rememberReplay(toggle.checked); show(toggle.checked); });
   show(replayEnabled());
-  return { restart, render };
+  return { restart, render, position: () => replayPosition(video, startedAt) };
 }
 
 (() => {
@@ -167,5 +190,7 @@ function initReplay(video, panel, { url, token, toggle, layout }) {
   const toggle = document.getElementById("replay-toggle");
   if (!layout || !root || !video || !panel || !toggle) return;
   const token = new URL(root.dataset.src, location.href).searchParams.get("token");
-  window.stagecastReplay = initReplay(video, panel, { url: panel.dataset.url, token, toggle, layout });
+  const startedAt = Date.parse(root.dataset.startedAt || "") || null;
+  window.stagecastReplay = initReplay(
+    video, panel, { url: panel.dataset.url, token, toggle, layout, startedAt });
 })();
