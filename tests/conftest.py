@@ -32,6 +32,7 @@ from stagecast.db import Database, Kind, open_database
 from stagecast.db.migrate import upgrade
 from stagecast.runtime import Runtime
 from tests.live.conftest import FFMPEG
+from tests.s3 import S3Server, s3_server
 
 PG_URL = os.environ.get("STAGECAST_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("STAGECAST_TEST_REDIS_URL")
@@ -298,3 +299,17 @@ async def stalled(settings: Settings, *tables: str) -> AsyncIterator[None]:
             await transaction.rollback()
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3-API server (moto's, an emulator) shared by this worker's tests."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def own_s3() -> Iterator[S3Server]:
+    """An S3-API server of this test's own (for tests that stop it)."""
+    with s3_server() as server:
+        yield server

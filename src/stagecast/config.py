@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     # Bytes of live-window segments each process serves from memory (0: always from storage).
     hot_media_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
+    # Object storage (unset: media on the local disk under data_dir/media). Public names.
+    storage_url: str | None = None  # s3://BUCKET/PREFIX
+    s3_endpoint_url: str | None = None  # unset: AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_path_style: bool = False
+    # Bytes that may wait on this disk for the bucket, and seconds one request may take.
+    storage_spool_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
+    storage_timeout: float = Field(default=10.0, gt=0, le=300)
+
     # Chat.
     chat_anonymous_read: bool = True
     chat_max_length: int = Field(default=500, ge=1, le=2000)
@@ -123,6 +134,24 @@ class Settings(BaseSettings):
     # Logging.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("storage_url")
+    @classmethod
+    def _bucket_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith("s3://") or len(value) <= 5 or value[5] == "/":
+            raise ValueError("must look like s3://BUCKET/PREFIX")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
     @field_validator("data_dir")
     @classmethod

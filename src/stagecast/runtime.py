@@ -20,6 +20,7 @@ from stagecast.core import Core, HasCore
 from stagecast.db import open_database
 from stagecast.db.migrate import upgrade
 from stagecast.ingest.runtime import HasIngest, Ingest, start_ingest
+from stagecast.live.objects import ObjectStorage
 from stagecast.live.runtime import HasLive, Live, open_live, start_live
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from stagecast.stats import StatsSource
@@ -98,7 +99,9 @@ async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
 def _counters(live: Live, vod: VodWorker, chat: Chat) -> list[StatsSource]:
     """The counters of the components that do not describe their own, for /metrics."""
     manager = live.manager
+    spool = [live.storage.stats()] if isinstance(live.storage, ObjectStorage) else []
     return [
+        *spool,
         StatsSource("chat", chat.hub.stats.snapshot, frozenset({"connected", "rooms"})),
         StatsSource("vod_jobs", vod.stats.snapshot, frozenset({"running"})),
         StatsSource(

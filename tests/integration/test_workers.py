@@ -10,36 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import m3u8
-import pytest
 
-from tests.conftest import PG_URL, REDIS_URL, needs_postgres, needs_redis
+from tests.conftest import REDIS_URL, needs_postgres, needs_redis
 from tests.integration.test_crash_recovery import STAGECAST, _cli, _env, _free_port
 from tests.live.streaming import pattern_args
 
 _PART = re.compile(r'URI="(part-\d+\.m4s)"')
-
-
-@pytest.fixture
-async def database() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for the workers (dropped afterwards)."""
-    assert PG_URL
-    admin = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-    base = admin.rpartition("/")[0]
-    name = "stagecast_workers_test"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        yield f"{base}/{name}"
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def _ready(base: str, process: asyncio.subprocess.Process) -> None:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import m3u8
 
 from stagecast.auth import service as accounts
 from stagecast.channels import service as channels
+from tests.auth.test_api import bearer
 from tests.conftest import RunningServer
 from tests.live.conftest import AAC, FFMPEG, H264_2S_GOP
 
@@ -122,3 +124,30 @@ def parse_live(text: str) -> m3u8.M3U8:
     whole = [segment for segment in playlist.segments if segment.uri]
     playlist.segments = m3u8.SegmentList(whole)
     return playlist
+
+
+async def first_variant(http: httpx.AsyncClient, master_url: str) -> str:
+    """Poll the master playlist until it lists a variant; return that variant's URI."""
+    async with asyncio.timeout(30):
+        while True:
+            response = await http.get(master_url)
+            if response.status_code == 200 and (found := parse_live(response.text).playlists):
+                return str(found[0].uri)
+            await asyncio.sleep(0.2)
+
+
+async def wait_for_ready_vod(http: httpx.AsyncClient, token: str) -> int:
+    """Poll the studio library (as the owner of ``token``) until its newest VOD is ready."""
+    async with asyncio.timeout(60):
+        while True:
+            items = (await http.get("/api/v1/studio/vods", headers=bearer(token))).json()["items"]
+            if items and items[0]["status"] == "ready":
+                return int(items[0]["id"])
+            await asyncio.sleep(0.3)
+
+
+async def vod_playlist(http: httpx.AsyncClient, vod_id: int) -> m3u8.M3U8:
+    """Return the first rendition's playlist of a ready VOD."""
+    master_url = f"/hls/vods/{vod_id}/master.m3u8"
+    master = parse_live((await http.get(master_url)).text)
+    return parse_live((await http.get(urljoin(master_url, master.playlists[0].uri))).text)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urljoin
 
 import asyncpg
 import httpx
-import m3u8
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,9 +26,16 @@ from stagecast.live.manager import LiveManager
 from stagecast.live.models import live_init, segment
 from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage
-from tests.auth.test_api import bearer
 from tests.conftest import PG_URL, _asyncpg_dsn, make_settings, serve, stalled
-from tests.live.streaming import make_channel, parse_live, publish, wait_for, wait_for_segments
+from tests.live.streaming import (
+    first_variant,
+    make_channel,
+    publish,
+    vod_playlist,
+    wait_for,
+    wait_for_ready_vod,
+    wait_for_segments,
+)
 
 
 async def _count(db: Database, table: object, session_id: int) -> int:
@@ -169,40 +174,15 @@ async def test_tables_locked_at_go_live_neither_stop_the_stream_nor_empty_the_vo
                     live = await wait_for(
                         http, "/api/v1/channels/golive/live", lambda b: b["master_url"], 30
                     )
-                    variant = f"/hls/golive/{await _first_variant(http, live['master_url'])}"
+                    variant = f"/hls/golive/{await first_variant(http, live['master_url'])}"
                     await wait_for_segments(http, variant, 2)
                 await encoder.wait()
-            vod = await _wait_for_ready_vod(http, token)
-            playlist = await _vod_playlist(http, vod)
+            vod = await wait_for_ready_vod(http, token)
+            playlist = await vod_playlist(http, vod)
         rows = await _count(server.core.db, segment, live["session_id"])
         assert rows >= 4  # ~10 s of 2 s segments
         assert len(playlist.segments) == rows
         assert await _count(server.core.db, live_init, live["session_id"]) == 1
-
-
-async def _first_variant(http: httpx.AsyncClient, master_url: str) -> str:
-    """Poll the master playlist until it lists a variant; return that variant's URI."""
-    async with asyncio.timeout(30):
-        while True:
-            response = await http.get(master_url)
-            if response.status_code == 200 and (found := parse_live(response.text).playlists):
-                return str(found[0].uri)
-            await asyncio.sleep(0.2)
-
-
-async def _wait_for_ready_vod(http: httpx.AsyncClient, token: str) -> int:
-    async with asyncio.timeout(60):
-        while True:
-            items = (await http.get("/api/v1/studio/vods", headers=bearer(token))).json()["items"]
-            if items and items[0]["status"] == "ready":
-                return int(items[0]["id"])
-            await asyncio.sleep(0.3)
-
-
-async def _vod_playlist(http: httpx.AsyncClient, vod_id: int) -> m3u8.M3U8:
-    master_url = f"/hls/vods/{vod_id}/master.m3u8"
-    master = parse_live((await http.get(master_url)).text)
-    return parse_live((await http.get(urljoin(master_url, master.playlists[0].uri))).text)
 
 
 @pytest.mark.skipif(not PG_URL, reason="set STAGECAST_TEST_DATABASE_URL")
@@ -221,7 +201,7 @@ async def test_viewers_keep_getting_playlists_while_the_channel_tables_are_locke
             live = await wait_for(
                 http, "/api/v1/channels/steady-view/live", lambda b: b["master_url"], 30
             )
-            variant = f"/hls/steady-view/{await _first_variant(http, live['master_url'])}"
+            variant = f"/hls/steady-view/{await first_variant(http, live['master_url'])}"
             before = await wait_for_segments(http, variant, 2)
             tables = ("channel", "live_session", "live_init", "live_rendition", "segment")
             async with stalled(pg_settings, *tables):

@@ -62,6 +62,8 @@ def test_a_session_that_is_not_active_is_offline(state: str) -> None:
         ({"late": 2}, Verdict.DEGRADED, "2 segments arrived late recently"),
         ({"unarchived": 2}, Verdict.DEGRADED, "2 segment(s) waiting for the database"),
         ({"unarchived": 10}, Verdict.BAD, "10 segments waiting for the database"),
+        ({"unstored": 3}, Verdict.DEGRADED, "3 file(s) waiting for the media storage"),
+        ({"unstored": 30}, Verdict.BAD, "30 files waiting for the media storage"),
         ({"reconnects": 1}, Verdict.DEGRADED, "encoder reconnected 1 time(s) recently"),
         ({"state": "idle"}, Verdict.DEGRADED, "waiting for the first segment"),
         (
@@ -123,6 +125,7 @@ maybe = st.none() | st.floats(min_value=0, max_value=30)
     st.integers(0, 4),
     st.integers(0, 12),
     st.integers(0, 3),
+    st.integers(0, 40),
 )
 def test_the_fast_all_clear_agrees_with_the_rules(
     state: str,
@@ -135,9 +138,12 @@ def test_the_fast_all_clear_agrees_with_the_rules(
     late: int,
     unarchived: int,
     reconnects: int,
+    unstored: int,
 ) -> None:
     """The every-tick shortcut says "good" exactly when no rule would give a reason."""
-    r = Reading(state, since, measured, gop, fps, jitter, dropped, late, unarchived, reconnects)
+    r = Reading(
+        state, since, measured, gop, fps, jitter, dropped, late, unarchived, reconnects, unstored
+    )
     for limits in (Thresholds(), Thresholds.for_segments(6.0)):
         found: list[tuple[Verdict, str]] = []
         if state != "live":

@@ -31,6 +31,7 @@ class _Session:
     last_media: float = 0.0
     started_at: datetime | None = datetime(2024, 5, 1, tzinfo=UTC)
     unarchived: int = 0
+    unstored: int = 0
 
 
 class _Clock:

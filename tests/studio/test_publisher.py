@@ -39,6 +39,7 @@ class FakeSession:
         default_factory=lambda: datetime.now(UTC) - timedelta(seconds=60)
     )
     unarchived: int = 0
+    unstored: int = 0
 
 
 class Clock:

@@ -21,7 +21,7 @@ from stagecast.db import Database
 from stagecast.errors import StagecastError
 from stagecast.live import service
 from stagecast.live.service import InitRecord, SegmentRecord
-from stagecast.live.storage import SegmentStorage
+from stagecast.live.storage import SegmentStorage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ class Archiver:
             if text is None:
                 continue
             try:
-                await self._storage.write(path, text.encode())
-            except OSError as exc:
+                await self._storage.replace(path, text.encode())
+            except (OSError, StorageError) as exc:
                 log.warning("could not write %s: %s", path, exc)
 
     async def _run_jobs(self) -> None:

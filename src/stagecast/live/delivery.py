@@ -25,6 +25,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from stagecast.auth.service import Account
@@ -32,12 +33,12 @@ from stagecast.channels import tokens
 from stagecast.errors import BadRequest, NotFound, ServiceUnavailable
 from stagecast.fastpath import MediaRequest, Reply, matches
 from stagecast.live.hooks import ViewEvent
-from stagecast.live.lowlatency import LowLatencyPlaylist
+from stagecast.live.lowlatency import Position, part_uri
 from stagecast.live.playlists import Rendered
 from stagecast.live.runtime import Live
 from stagecast.live.service import ChannelLive
 from stagecast.live.session import LiveSession
-from stagecast.live.storage import StorageError, media_path, session_path
+from stagecast.live.storage import StorageError, media_path, session_path, stored_reply
 from stagecast.ratelimit import RateLimiter, address_bucket
 
 log = logging.getLogger(__name__)
@@ -190,9 +191,56 @@ async def _master(
         return _playlist(rendered, request.if_none_match, token, viewer, cache=_MASTER_CACHE)
     if found.session_id is None:
         raise NotFound("the channel is offline")
-    path = session_path(found.channel_id, found.session_id, "master.m3u8")
-    stored = await _stored(live, path)
-    return _playlist(stored, request.if_none_match, token, viewer, cache=_MASTER_CACHE)
+    shared = await live.edges.master(found.session_id) if live.edges is not None else None
+    if shared is None:
+        path = session_path(found.channel_id, found.session_id, "master.m3u8")
+        shared = await _stored(live, path)
+    return _playlist(shared, request.if_none_match, token, viewer, cache=_MASTER_CACHE)
+
+
+@dataclass(frozen=True)
+class _Edge:
+    """One rendition's live playlist as this node serves it: held here, or mirrored."""
+
+    position: Callable[[], Position]
+    playlist: Callable[[bool], Rendered]  # the delta update with True
+    wait_for: Callable[[Callable[[Position], bool]], Awaitable[bool]]
+    part: Callable[[int], Awaitable[bytes | None]]
+
+
+def _held_here(session: LiveSession, rendition: str) -> _Edge | None:
+    playlist = session.media_playlist(rendition)
+    if playlist is None:
+        return None
+
+    async def part(number: int) -> bytes | None:
+        return session.part_data(rendition, number)
+
+    return _Edge(
+        playlist.position,
+        lambda skip: playlist.rendered_delta() if skip else playlist.rendered(),
+        functools.partial(session.wait_for, rendition),
+        part,
+    )
+
+
+async def _edge(live: Live, found: ChannelLive, session_id: int, rendition: str) -> _Edge | None:
+    """Return the rendition's live edge: of the session held here, else mirrored from its
+    owner (another node), else None (then: the copy in storage, standard HLS)."""
+    local = live.manager.local(found.channel_id)
+    if local is not None and local.id == session_id:
+        edge = _held_here(local, rendition)
+        if edge is None:
+            raise NotFound("no such rendition")
+        return edge
+    edges = live.edges
+    if edges is None or (mirrored := await edges.rendition(session_id, rendition)) is None:
+        return None
+
+    async def part(number: int) -> bytes | None:
+        return await edges.media(session_id, rendition, part_uri(number))
+
+    return _Edge(mirrored.position, mirrored.playlist_of, mirrored.wait_for, part)
 
 
 async def _media_playlist(
@@ -214,9 +262,9 @@ async def _media_playlist(
     )
     if viewer is not None:
         _count_view(live, ViewEvent(session_id, found.channel_id, viewer))
-    local = live.manager.local(found.channel_id)
-    if local is not None and local.id == session_id:
-        return await _local_playlist(live, request, local, rendition, found, token)
+    edge = await _edge(live, found, session_id, rendition)
+    if edge is not None:
+        return await _live_playlist(live, request, edge, found, token)
     if request.query.keys() & _DIRECTIVES:
         raise BadRequest("this server does not hold the stream: reload without _HLS_ directives")
     path = media_path(found.channel_id, session_id, rendition, "index.m3u8")
@@ -235,8 +283,8 @@ async def _media_file(
 ) -> Reply:
     """Serve an init or media segment (immutable: names are never reused).
 
-    From memory while the session is held here and the file is in its live window; from
-    storage otherwise.
+    From memory while the session is held here and the file is in its live window (or, held
+    by another node, while its shared copy lasts); from storage otherwise.
     """
     token = request.text("token", max_length=_TOKEN_MAX)
     found = await _current(live, slug, session_id, token, identify)
@@ -248,48 +296,46 @@ async def _media_file(
         data = local.media_data(rendition, filename)
         if data is not None:
             return Reply.of(data, media_type, headers)
-    try:
-        path = live.storage.resolve(media_path(found.channel_id, session_id, rendition, filename))
-    except StorageError as exc:
-        raise NotFound("not found") from exc
-    return Reply.from_file(path, media_type, headers)
+    elif live.edges is not None:
+        shared = await live.edges.media(session_id, rendition, filename)
+        if shared is not None:
+            return Reply.of(shared, media_type, headers)
+    path = media_path(found.channel_id, session_id, rendition, filename)
+    return await stored_reply(live.storage, path, media_type, headers)
 
 
-async def _local_playlist(
+async def _live_playlist(
     live: Live,
     request: MediaRequest,
-    session: LiveSession,
-    rendition: str,
+    edge: _Edge,
     found: ChannelLive,
     token: str | None,
 ) -> Reply:
-    """Serve a playlist of a session held here: blocking reloads and delta updates (LL-HLS)."""
-    playlist = session.media_playlist(rendition)
-    if playlist is None:
-        raise NotFound("no such rendition")
+    """Serve a live playlist: blocking reloads and delta updates (LL-HLS)."""
     msn = request.number("_HLS_msn", maximum=_MAX_NUMBER)
     part = request.number("_HLS_part", maximum=_MAX_NUMBER)
     skip = _skip(request.query.get("_HLS_skip"))
     if part is not None and msn is None:
         raise BadRequest("_HLS_part needs _HLS_msn")
     scope = "private" if found.visibility == "private" else "public"
-    if not playlist.low_latency:
+    position = edge.position()
+    if not position.low_latency:
         if msn is not None or skip:
             raise BadRequest("this stream is not low-latency: no _HLS_ directives")
-        return _playlist(playlist.rendered(), request.if_none_match, token, scope=scope)
+        return _playlist(edge.playlist(False), request.if_none_match, token, scope=scope)
     if msn is not None:
-        await _hold(live, request, session, rendition, playlist, msn, part)
-    rendered = playlist.rendered_delta() if skip else playlist.rendered()
-    cache = f"{scope}, max-age={3 * playlist.target_duration}" if msn is not None else "no-cache"
+        await _hold(live, request, edge, position, msn, part)
+        position = edge.position()
+    rendered = edge.playlist(skip)
+    cache = f"{scope}, max-age={3 * position.target_duration}" if msn is not None else "no-cache"
     return _playlist(rendered, request.if_none_match, token, cache=cache)
 
 
 async def _hold(
     live: Live,
     request: MediaRequest,
-    session: LiveSession,
-    rendition: str,
-    playlist: LowLatencyPlaylist,
+    edge: _Edge,
+    position: Position,
     msn: int,
     part: int | None,
 ) -> None:
@@ -298,18 +344,17 @@ async def _hold(
     400 for a request too far ahead, 503 once held past three target durations, 429 past the
     bounds on held requests; answered at once when the session ends.
     """
-    if playlist.has(msn, part):
+    if position.has(msn, part):
         return
-    target = playlist.part_target or 1.0
-    per_segment = max(1, round(session.deps.segment_seconds / target))
-    if playlist.too_far(msn, part, per_segment):
+    target = position.part_target or 1.0
+    per_segment = max(1, round(live.manager.deps.segment_seconds / target))
+    if position.too_far(msn, part, per_segment):
         raise BadRequest("_HLS_msn/_HLS_part is too far ahead of the live edge")
     await _held(
         live,
         request,
-        session,
-        rendition,
-        3.0 * playlist.target_duration,
+        edge,
+        3.0 * position.target_duration,
         lambda current: current.has(msn, part),
     )
 
@@ -317,15 +362,14 @@ async def _hold(
 async def _held(
     live: Live,
     request: MediaRequest,
-    session: LiveSession,
-    rendition: str,
+    edge: _Edge,
     limit: float,
-    ready: Callable[[LowLatencyPlaylist], bool],
+    ready: Callable[[Position], bool],
 ) -> None:
     with live.holds.hold(request.client):
         try:
             async with asyncio.timeout(limit):
-                known = await session.wait_for(rendition, ready)
+                known = await edge.wait_for(ready)
         except TimeoutError as exc:
             raise ServiceUnavailable(
                 "the stream did not reach the requested part in time", retry_after=1.0
@@ -354,22 +398,21 @@ async def _part_file(
     """Serve a part from memory; the next part (the preload hint) is held until it exists."""
     token = request.text("token", max_length=_TOKEN_MAX)
     found = await _current(live, slug, session_id, token, identify)
-    local = live.manager.local(found.channel_id)
-    if local is None or local.id != session_id:
-        raise NotFound("parts are served by the process that holds the stream")
-    playlist = local.media_playlist(rendition)
-    if playlist is None or not playlist.low_latency:
+    edge = await _edge(live, found, session_id, rendition)
+    if edge is None:
+        raise NotFound("no such part (the stream is not shared with this server)")
+    position = edge.position()
+    if not position.low_latency:
         raise NotFound("no such part")
-    if number == playlist.next_part and not local.ended:
+    if number == position.next_part and not position.ended:
         await _held(
             live,
             request,
-            local,
-            rendition,
-            3.0 * playlist.target_duration,
+            edge,
+            3.0 * position.target_duration,
             lambda current: current.next_part > number,
         )
-    data = local.part_data(rendition, number)
+    data = await edge.part(number)
     if data is None:
         raise NotFound("no such part (not yet made, or no longer held)")
     scope = "private" if found.visibility == "private" else "public"

@@ -65,6 +65,60 @@ class RenditionReport:
     last_part: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a live playlist is: its last whole segment, the parts listed, whether it ended.
+
+    What a blocking reload waits for is decided here, for the playlist held by the node that
+    owns the stream and for the copy other nodes mirror alike.
+    """
+
+    last_sequence: int  # -1 before the first segment
+    last_parts: int | None  # parts listed for the last segment (None: not known)
+    open_parts: int  # parts of the segment being made
+    next_part: int  # the number of the next part (the preload hint's)
+    ended: bool
+    target_duration: int
+    part_target: float | None
+
+    @property
+    def low_latency(self) -> bool:
+        """Tell whether the playlist lists parts."""
+        return self.part_target is not None
+
+    def has(self, msn: int, part: int | None) -> bool:
+        """Tell whether the playlist holds segment ``msn`` (or its part ``part``).
+
+        A part index past the last part of a completed segment means the first part of the
+        next one (draft 6.2.5.2). An ended playlist holds everything it ever will.
+        """
+        if self.ended:
+            return True
+        last = self.last_sequence
+        if part is None:
+            return msn <= last
+        if msn <= last:
+            if msn < last or self.last_parts is None or part < self.last_parts:
+                return True
+            return self.has(msn + 1, 0)
+        return msn == last + 1 and part < self.open_parts
+
+    def too_far(self, msn: int, part: int | None, parts_per_segment: int) -> bool:
+        """Tell whether a blocking request asks too far ahead (answered 400, draft 6.2.5.2)."""
+        last = self.last_sequence
+        if msn > last + 2:
+            return True
+        if part is None:
+            return False
+        if msn == last + 1:
+            ahead = part - (self.open_parts - 1)
+        elif msn == last + 2:
+            ahead = part + 1 + max(0, parts_per_segment - self.open_parts)
+        else:
+            return False
+        return ahead > ADVANCE_PART_LIMIT
+
+
 class LowLatencyPlaylist(MediaPlaylist):
     """A live media playlist with LL-HLS parts (see the module). ``part_target`` in seconds.
 
@@ -189,38 +243,27 @@ class LowLatencyPlaylist(MediaPlaylist):
         parts = self._parts.get(last, ())
         return last, (len(parts) - 1 if parts else None)
 
-    def has(self, msn: int, part: int | None) -> bool:
-        """Tell whether the playlist holds segment ``msn`` (or its part ``part``).
+    def position(self) -> Position:
+        """Return where the playlist is (what blocking requests are answered by)."""
+        last = self.last_sequence
+        listed = self._parts.get(last) if last is not None else None
+        return Position(
+            last_sequence=last if last is not None else -1,
+            last_parts=len(listed) if listed is not None else None,
+            open_parts=len(self._open),
+            next_part=self._next_part,
+            ended=self.ended,
+            target_duration=self.target_duration,
+            part_target=self.part_target,
+        )
 
-        A part index past the last part of a completed segment means the first part of the
-        next one (draft 6.2.5.2). An ended playlist holds everything it ever will.
-        """
-        if self.ended:
-            return True
-        last = self.last_sequence if self.last_sequence is not None else -1
-        if part is None:
-            return msn <= last
-        if msn <= last:
-            listed = self._parts.get(msn)
-            if listed is None or part < len(listed) or msn < last:
-                return True
-            return self.has(msn + 1, 0)
-        return msn == last + 1 and part < len(self._open)
+    def has(self, msn: int, part: int | None) -> bool:
+        """Tell whether the playlist holds segment ``msn`` (or its part ``part``)."""
+        return self.position().has(msn, part)
 
     def too_far(self, msn: int, part: int | None, parts_per_segment: int) -> bool:
         """Tell whether a blocking request asks too far ahead (answered 400, draft 6.2.5.2)."""
-        last = self.last_sequence if self.last_sequence is not None else -1
-        if msn > last + 2:
-            return True
-        if part is None:
-            return False
-        if msn == last + 1:
-            ahead = part - (len(self._open) - 1)
-        elif msn == last + 2:
-            ahead = part + 1 + max(0, parts_per_segment - len(self._open))
-        else:
-            return False
-        return ahead > ADVANCE_PART_LIMIT
+        return self.position().too_far(msn, part, parts_per_segment)
 
     # -- rendering --------------------------------------------------------------------------
 

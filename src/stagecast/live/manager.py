@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,17 +32,20 @@ from stagecast.errors import StagecastError
 from stagecast.live import service
 from stagecast.live.hooks import SessionHooks
 from stagecast.live.hot import HotMedia
+from stagecast.live.nodes import Nodes
 from stagecast.live.playlists import SegmentEntry
 from stagecast.live.service import AlreadyLive
 from stagecast.live.session import LiveDeps, LiveSession
+from stagecast.live.sharing import EdgeShare
 from stagecast.live.states import ACTIVE, SessionState, StateChanged, announce_state
-from stagecast.live.storage import SegmentStorage
+from stagecast.live.storage import SegmentStorage, StorageError, session_prefix
 
 log = logging.getLogger(__name__)
 
 Kick = Callable[[str], Awaitable[None]]
 _SWEEP_EVERY = 5.0
 _BACKOFF_FIRST, _BACKOFF_CAP = 0.5, 5.0
+_NUMBERED = re.compile(r"^(init|seg)-(\d{1,10})\.(?:mp4|m4s)$")
 
 
 @dataclass
@@ -71,12 +75,15 @@ class LiveManager:
         bus: Bus,
         storage: SegmentStorage,
         hooks: SessionHooks,
+        nodes: Nodes | None = None,
+        share: EdgeShare | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.bus = bus
         self.hooks = hooks
         self.node = node_name(settings)
+        self.nodes = nodes or Nodes(self.node, None)
         self.deps = LiveDeps(
             db,
             storage,
@@ -85,6 +92,7 @@ class LiveManager:
             settings.live_window_segments,
             settings.segment_seconds,
             HotMedia(settings.hot_media_bytes),
+            share,
         )
         self._held: dict[int, _Held] = {}  # by channel id
         self._locks: dict[int, asyncio.Lock] = {}  # by channel id, while it has a session here
@@ -113,10 +121,12 @@ class LiveManager:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the background work: reconcile orphans, sweep expired sessions, watch keys.
+        """Start the background work: beat, reconcile orphans, sweep expired sessions and the
+        sessions of dead nodes, watch keys.
 
         Nothing here needs the database to be up: reconciliation retries in the background.
         """
+        await self.nodes.start()
         rotations = await KEY_ROTATED_TOPIC.subscribe(self.bus, maxsize=256)
         self._tasks = [
             asyncio.create_task(self._sweep_forever(), name="live-sweep"),
@@ -139,6 +149,7 @@ class LiveManager:
 
     async def close(self) -> None:
         """Disconnect every publisher; their sessions wait in ``reconnecting`` for a restart."""
+        await self.nodes.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -178,14 +189,14 @@ class LiveManager:
         held = self._held.get(match.channel_id)
         if held is not None and held.kick is not None:
             raise AlreadyLive("the channel is already live")
-        row = await service.open_session(
-            self.db,
-            channel_id=match.channel_id,
-            title=match.title,
-            profile=match.profile,
-            key_version=match.key_version,
-            node=self.node,
-        )
+        try:
+            row = await self._open(match)
+        except AlreadyLive:
+            # Its owner may have died with the encoder connected: then the session waits for
+            # it (reconnecting) and this publisher, the encoder come back, continues it here.
+            if not await self._release_dead(channel_id=match.channel_id):
+                raise
+            row = await self._open(match)
         if held is not None and held.session.id == row.id:
             if held.grace is not None:
                 held.grace.cancel()
@@ -199,11 +210,47 @@ class LiveManager:
         self._held[match.channel_id] = _Held(session, match.key_version, kick)
         return session
 
+    async def _open(self, match: KeyMatch) -> service.SessionRow:
+        return await service.open_session(
+            self.db,
+            channel_id=match.channel_id,
+            title=match.title,
+            profile=match.profile,
+            key_version=match.key_version,
+            node=self.node,
+        )
+
+    async def _release_dead(self, *, channel_id: int | None = None) -> int:
+        """Put the publishing sessions of dead nodes into ``reconnecting``; return how many.
+
+        Their grace window starts now: the encoder may continue on any node, or the sweep
+        ends them after it.
+        """
+        if not self.nodes.shared:
+            return 0
+        owned = [
+            (sid, owner)
+            for sid, owner in await service.owners(self.db, channel_id=channel_id)
+            if owner != self.node
+        ]
+        alive = await self.nodes.alive(owner for _, owner in owned)
+        moved = 0
+        for session_id, owner in owned:
+            if owner in alive:
+                continue
+            if await service.disconnect(self.db, session_id, owner):
+                moved += 1
+                log.warning(
+                    "session %s: its node %s is gone; waiting for the encoder", session_id, owner
+                )
+        return moved
+
     async def _load(self, row: service.SessionRow, match: KeyMatch) -> LiveSession:
         """Build the in-memory session; a resumed one continues its sequences and playlists."""
         epoch, next_sequences = 0, dict[str, int]()
         if row.resumed:
             epoch, next_sequences = await service.resume_point(self.db, row.id)
+            epoch, next_sequences = await self._past_stored(row, epoch, next_sequences)
             epoch += 1
         session = LiveSession(
             self.deps,
@@ -218,6 +265,34 @@ class LiveManager:
             await self._refill(session, next_sequences)
         session.on_ended_elsewhere = self._ended_elsewhere
         return session
+
+    async def _past_stored(
+        self, row: service.SessionRow, epoch: int, next_sequences: dict[str, int]
+    ) -> tuple[int, dict[str, int]]:
+        """Move the resume point past every file stored for the session, rows or not.
+
+        A node that died may have stored files whose rows it never wrote: their names are
+        never used again (storage is create-only), so the session continues after them.
+        """
+        try:
+            stored = await self.deps.storage.sizes(session_prefix(row.channel_id, row.id))
+        except (StagecastError, StorageError) as exc:
+            log.warning("session %s: stored files not listed (%s)", row.id, exc)
+            return epoch, next_sequences
+        sequences = dict(next_sequences)
+        for path in stored:
+            parts = path.split("/")
+            if len(parts) != 4:
+                continue
+            found = _NUMBERED.fullmatch(parts[3])
+            if found is None:
+                continue
+            number = int(found.group(2))
+            if found.group(1) == "init":
+                epoch = max(epoch, number)
+            else:
+                sequences[parts[2]] = max(sequences.get(parts[2], 0), number + 1)
+        return epoch, sequences
 
     async def _ended_elsewhere(self, session: LiveSession) -> None:
         """Another process (or the owner through it) ended our session: let the publisher go."""
@@ -369,6 +444,7 @@ class LiveManager:
                 if not reconciled:
                     await self.reconcile()
                     reconciled = True
+                await self._release_dead()
                 await self.sweep()
                 await self.check_keys()
             except StagecastError as exc:

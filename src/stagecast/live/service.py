@@ -346,6 +346,21 @@ async def end_session(
     return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="end_session")
 
 
+async def owners(db: Database, *, channel_id: int | None = None) -> list[tuple[int, str]]:
+    """Return ``(session_id, owner_node)`` of publishing sessions (of one channel, or all)."""
+
+    async def unit(conn: AsyncConnection) -> list[tuple[int, str]]:
+        query = select(live_session.c.id, live_session.c.owner_node).where(
+            live_session.c.state.in_(PUBLISHING)
+        )
+        if channel_id is not None:
+            query = query.where(live_session.c.channel_id == channel_id)
+        rows = await conn.execute(query.limit(1000))
+        return [(int(r.id), str(r.owner_node)) for r in rows]
+
+    return await db.run(unit, kind=Kind.READ, name="session_owners")
+
+
 async def orphaned_sessions(db: Database, node: str) -> list[int]:
     """Return active sessions this node owned before it restarted (to put into reconnecting)."""
 

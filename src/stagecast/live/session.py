@@ -35,7 +35,13 @@ from stagecast.live.bandwidth import BandwidthStats
 from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
 from stagecast.live.hooks import SegmentEvent, SessionHooks
 from stagecast.live.hot import HotMedia, MediaKey
-from stagecast.live.lowlatency import LowLatencyPlaylist, PartEntry, RenditionReport
+from stagecast.live.lowlatency import (
+    LowLatencyPlaylist,
+    PartEntry,
+    Position,
+    RenditionReport,
+    part_uri,
+)
 from stagecast.live.parts import Cutter, HeldParts, Part, PartTarget, SegmentEnd
 from stagecast.live.playlists import (
     Rendered,
@@ -44,12 +50,14 @@ from stagecast.live.playlists import (
     render_master,
 )
 from stagecast.live.service import InitRecord, SegmentRecord, SessionRow
+from stagecast.live.sharing import EdgeShare, EdgeState
 from stagecast.live.states import SessionState, StateChanged, announce_state
-from stagecast.live.storage import SegmentStorage, media_path, session_path
+from stagecast.live.storage import SegmentStorage, media_path, session_path, session_prefix
 
 log = logging.getLogger(__name__)
 
 _SAVE_RENDITION_EVERY = 5
+_INIT_SHARE_SECONDS = 6 * 3600.0  # an init segment is named as long as its epoch's segments
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
 
 
@@ -64,6 +72,8 @@ class LiveDeps:
     window_segments: int
     segment_seconds: float
     hot: HotMedia = field(default_factory=HotMedia)
+    # Where the live edge is shared with the other nodes (None: one node, nothing to share).
+    share: EdgeShare | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,7 @@ class LiveSession:
             rendition.cutter = None
             rendition.playlist.drop_open_parts()
             rendition.notify()
+            self._share_state(rendition)
         return self.epoch
 
     def _rendition(self, name: str) -> Rendition:
@@ -206,6 +217,7 @@ class LiveSession:
             rendition.discontinuity_pending = True
         rendition.init, rendition.init_epoch = info, epoch
         rendition.inits[epoch] = data
+        self._share_media(name, f"init-{epoch}.mp4", data, _INIT_SHARE_SECONDS)
         self._forget_unlisted_inits(rendition)
         self._archiver.record_init(InitRecord(self.id, name, epoch, path, info.codecs))
         self._save_later(rendition)
@@ -306,6 +318,7 @@ class LiveSession:
         number = playlist.next_part
         keep = 6.0 * playlist.target_duration  # listed for three, downloadable for three more
         rendition.parts.add(number, part, keep)
+        self._share_media(rendition.name, part_uri(number), part.data, keep)
         playlist.add_part(
             PartEntry(number, part.duration, part.independent),
             map_uri=f"init-{rendition.init_epoch}.mp4",
@@ -317,9 +330,12 @@ class LiveSession:
     def _report(self, changed: Rendition) -> None:
         """Wake ``changed``'s waiters and give the other renditions its new position."""
         changed.notify()
+        self._share_state(changed)
         if len(self.renditions) < 2:
             return
         for rendition in self.renditions.values():
+            if rendition is not changed:
+                self._share_state(rendition)
             reports = []
             for other in self.renditions.values():
                 if other is not rendition and other.playlist.low_latency:
@@ -332,15 +348,15 @@ class LiveSession:
         rendition = self.renditions.get(name)
         return rendition.parts.get(number) if rendition is not None else None
 
-    async def wait_for(self, name: str, ready: Callable[[LowLatencyPlaylist], bool]) -> bool:
-        """Wait until ``ready(playlist)`` holds for ``name``, the session ends, or forever.
+    async def wait_for(self, name: str, ready: Callable[[Position], bool]) -> bool:
+        """Wait until ``ready(position)`` holds for ``name``, the session ends, or forever.
 
         Returns False if the rendition is unknown. The caller bounds the wait (a timeout).
         """
         rendition = self.renditions.get(name)
         if rendition is None:
             return False
-        while not (self.ended or ready(rendition.playlist)):
+        while not (self.ended or ready(rendition.playlist.position())):
             await rendition.changed.wait()
             rendition = self.renditions.get(name)
             if rendition is None:
@@ -385,6 +401,7 @@ class LiveSession:
         record, info = slot.record, slot.info
         rendition.playlist.append(slot.entry)
         self._hold(rendition, slot)
+        self._share_media(rendition.name, slot.entry.uri, slot.data, self._segment_share_seconds)
         rendition.bandwidth.add(record.byte_size, record.duration)
         frames = info.video_frames
         if frames and record.duration > 0:
@@ -495,6 +512,11 @@ class LiveSession:
         """Return how many segments wait for their database row."""
         return self._archiver.pending
 
+    @property
+    def unstored(self) -> int:
+        """Return how many of this session's files wait in the spool for the media storage."""
+        return self.deps.storage.pending(session_prefix(self.channel_id, self.id))
+
     # -- playlists --------------------------------------------------------------------------
 
     def playlist_text(self, name: str) -> str | None:
@@ -551,6 +573,34 @@ class LiveSession:
         ]
         return render_master(variants) if variants else None
 
+    @property
+    def _segment_share_seconds(self) -> float:
+        """How long other nodes may fetch a segment from the shared edge (then: storage)."""
+        return 4.0 * self.deps.window_segments * self.deps.segment_seconds + 30.0
+
+    def _share_media(self, name: str, filename: str, data: bytes, seconds: float) -> None:
+        if self.deps.share is not None:
+            self.deps.share.media(self.id, name, filename, data, seconds)
+
+    def _share_state(self, rendition: Rendition) -> None:
+        if self.deps.share is not None:
+            self.deps.share.state(self.id, rendition.name, partial(self._edge_state, rendition))
+
+    def _edge_state(self, rendition: Rendition) -> EdgeState | None:
+        """Return the rendition's playlist as served here (None before there is one)."""
+        playlist = rendition.playlist
+        if not playlist.segments and not playlist.open_parts:
+            return None
+        master = self.master()
+        return EdgeState(
+            self.id,
+            rendition.name,
+            playlist.position(),
+            playlist.rendered().text,
+            playlist.rendered_delta().text if playlist.low_latency else None,
+            master.text if master is not None else None,
+        )
+
     def _share_playlist(self, rendition: Rendition) -> None:
         """Have the playlist copy other processes serve rewritten (latest text wins)."""
         path = media_path(self.channel_id, self.id, rendition.name, "index.m3u8")
@@ -602,6 +652,7 @@ class LiveSession:
         for rendition in self.renditions.values():
             rendition.playlist.end()
             rendition.notify()  # every held request is answered now, with the ended playlist
+            self._share_state(rendition)
             self._share_playlist(rendition)
             self._save_later(rendition)
         self._share_master()

@@ -29,6 +29,9 @@ LATE_DEGRADED = 2
 # Segments written but not yet archived (the database is slow).
 UNARCHIVED_DEGRADED = 1
 UNARCHIVED_BAD = 10
+# Media files written but not yet in the object storage (the bucket is slow or away).
+UNSTORED_DEGRADED = 1
+UNSTORED_BAD = 30
 # Encoder reconnects within the window.
 RECONNECTS_DEGRADED = 1
 # Media seconds a window must cover before rates are judged (the first seconds are noisy).
@@ -84,6 +87,7 @@ class Reading:
     late: int = 0  # in the window
     unarchived: int = 0
     reconnects: int = 0  # in the window
+    unstored: int = 0  # files in this node's storage spool
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def all_clear(r: Reading, t: Thresholds) -> bool:
         and r.late < LATE_DEGRADED
         and r.unarchived < UNARCHIVED_DEGRADED
         and r.reconnects < RECONNECTS_DEGRADED
+        and r.unstored < UNSTORED_DEGRADED
     )
 
 
@@ -194,6 +199,12 @@ def _delivery(reading: Reading, found: list[tuple[Verdict, str]]) -> None:
     elif reading.unarchived >= UNARCHIVED_DEGRADED:
         found.append(
             (Verdict.DEGRADED, f"{reading.unarchived} segment(s) waiting for the database")
+        )
+    if reading.unstored >= UNSTORED_BAD:
+        found.append((Verdict.BAD, f"{reading.unstored} files waiting for the media storage"))
+    elif reading.unstored >= UNSTORED_DEGRADED:
+        found.append(
+            (Verdict.DEGRADED, f"{reading.unstored} file(s) waiting for the media storage")
         )
     if reading.reconnects >= RECONNECTS_DEGRADED:
         found.append(

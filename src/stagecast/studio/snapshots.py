@@ -243,6 +243,10 @@ class Held(Protocol):
     def unarchived(self) -> int:
         """Return how many segments wait for their database row."""
 
+    @property
+    def unstored(self) -> int:
+        """Return how many of its files wait in this node's spool for the media storage."""
+
 
 @dataclass(slots=True, eq=False)  # compared by identity: a new one means something changed
 class Windows:
@@ -265,7 +269,7 @@ class Windows:
 _NO_WINDOWS = Windows((), None, None, None, None, None, 0.0, 0)
 # The inputs of a stream's ingest figures and verdict besides its windows: (state, seconds
 # since media, segments dropped, dropped recently, reconnects, reconnects recently, unarchived).
-_Inputs = tuple[str, float, int, int, int, int, int]
+_Inputs = tuple[str, float, int, int, int, int, int, int]
 
 
 @dataclass
@@ -483,6 +487,7 @@ class Snapshots:
             session.reconnects,
             tracked.reconnects_recent,
             session.unarchived,
+            session.unstored,
         )
         if (
             tracked.ingest is not None
@@ -501,6 +506,7 @@ class Snapshots:
             windows.late,
             session.unarchived,
             tracked.reconnects_recent,
+            session.unstored,
         )
         values = (
             _kilo(windows.bitrate),

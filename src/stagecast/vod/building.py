@@ -10,19 +10,26 @@ the media. Playback then reads those files: no request ever lists segment rows.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.db import Database, Kind
+from stagecast.errors import StagecastError
 from stagecast.live.models import live_init, live_rendition, segment
 from stagecast.live.playlists import SegmentEntry, Variant, render_master, render_vod
-from stagecast.live.storage import SegmentStorage, StorageError, media_path, session_path
+from stagecast.live.storage import (
+    SegmentStorage,
+    StorageError,
+    media_path,
+    session_path,
+    session_prefix,
+)
 from stagecast.vod.models import vod
 from stagecast.vod.thumbnails import ThumbnailError, grab_frame
 
@@ -32,6 +39,10 @@ PLAYLIST = "vod.m3u8"  # per rendition, beside its segments (the live one is ind
 MASTER = "vod-master.m3u8"  # per session (the live one is master.m3u8)
 THUMBNAIL = "vod-thumb.jpg"
 _VIDEO_CODECS = ("avc1", "avc3", "hvc1", "hev1", "av01", "vp09")
+
+
+# Asked when files of the recording are missing: True if they will never arrive.
+Lost = Callable[[], Awaitable[bool]]
 
 
 class BuildError(Exception):
@@ -193,41 +204,85 @@ def _variant(track: Track) -> Variant:
     )
 
 
-def _check_files(storage: SegmentStorage, tracks: list[Track]) -> int:
-    """Return the bytes of every init and segment; raise BuildError for a missing or short one."""
+async def _check_files(
+    storage: SegmentStorage, archive: Archive, tracks: list[Track], lost: Lost | None
+) -> tuple[list[Track], int]:
+    """Return the tracks to build and the bytes of their files.
+
+    One listing of the session's files (a bucket lists a thousand per request), not a look-up
+    per file. A file missing or short raises BuildError (retried with backoff: one still on
+    its way to the storage, in a node's spool, arrives meanwhile), unless ``lost()`` says no
+    node will ever store it (its node died with it in the spool): then its segments are left
+    out of the VOD.
+    """
+    prefix = session_prefix(archive.channel_id, archive.session_id)
+    try:
+        stored = await storage.sizes(prefix)
+    except StorageError as exc:
+        raise BuildError(f"unusable path {prefix}", permanent=True) from exc
+    except StagecastError as exc:
+        raise BuildError(f"the media storage cannot be listed: {exc}") from exc
+    missing = [
+        path
+        for track in tracks
+        for path in (*track.inits.values(), *(p.path for p in track.pieces))
+        if path not in stored
+    ]
+    if missing:
+        if lost is None or not await lost():
+            raise BuildError(f"missing file {missing[0]}")
+        log.warning(
+            "vod %d: %d file(s) never reached the storage (their node died); left out",
+            archive.vod_id, len(missing),
+        )  # fmt: skip
+        tracks = _without(tracks, set(missing))
+        if not tracks:
+            raise BuildError("no segment of the recording reached the storage", permanent=True)
     total = 0
     for track in tracks:
         for path in track.inits.values():
-            total += _size(storage, path, None)
+            total += _size(stored, path, None)
         for piece in track.pieces:
-            total += _size(storage, piece.path, piece.byte_size)
-    return total
+            total += _size(stored, piece.path, piece.byte_size)
+    return tracks, total
 
 
-def _size(storage: SegmentStorage, path: str, expected: int | None) -> int:
-    try:
-        size = storage.resolve(path).stat().st_size
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise BuildError(f"missing file {path}") from exc
-    except StorageError as exc:
-        raise BuildError(f"unusable path {path}", permanent=True) from exc
+def _without(tracks: list[Track], missing: set[str]) -> list[Track]:
+    """Return the tracks without the pieces whose file, or whose epoch's init, is missing."""
+    kept = []
+    for track in tracks:
+        inits = {epoch: path for epoch, path in track.inits.items() if path not in missing}
+        pieces = [p for p in track.pieces if p.path not in missing and p.epoch in inits]
+        if pieces:
+            kept.append(replace(track, inits=inits, pieces=pieces))
+    return kept
+
+
+def _size(stored: dict[str, int], path: str, expected: int | None) -> int:
+    size = stored[path]
     if expected is not None and size != expected:
         raise BuildError(f"{path} has {size} bytes, the archive says {expected}")
     return size
 
 
 async def build(
-    storage: SegmentStorage, archive: Archive, *, ffmpeg: str, thumbnail_timeout: float
+    storage: SegmentStorage,
+    archive: Archive,
+    *,
+    ffmpeg: str,
+    thumbnail_timeout: float,
+    lost: Lost | None = None,
 ) -> Built:
     """Write the VOD's playlists and thumbnail beside the media; return what was measured.
 
     Raises BuildError (with a reason for the VOD) when the archive is incomplete. Safe to run
-    again: every file is rewritten whole (temp file + rename).
+    again: the same files are written again (whole, or kept as they are by a create-only
+    bucket: the archive they are rendered from has not changed).
     """
     tracks = [t for t in archive.tracks if t.pieces]
     if not tracks:
         raise BuildError("the recording has no segments", permanent=True)
-    byte_size = await asyncio.to_thread(_check_files, storage, tracks)
+    tracks, byte_size = await _check_files(storage, archive, tracks, lost)
     try:
         playlists = {track.name: render_vod(_entries(archive, track)) for track in tracks}
         master = render_master([_variant(track) for track in tracks])
@@ -259,9 +314,10 @@ async def _thumbnail(
     track = max(video, key=lambda t: t.height or 0)
     piece = track.pieces[len(track.pieces) // 10]
     try:
-        init, media = storage.resolve(track.inits[piece.epoch]), storage.resolve(piece.path)
+        init = await storage.read(track.inits[piece.epoch])
+        media = await storage.read(piece.path)
         jpeg = await grab_frame(ffmpeg, init, media, timeout=timeout)
-    except (ThumbnailError, StorageError, OSError) as exc:
+    except (ThumbnailError, StorageError, StagecastError, OSError) as exc:
         # A VOD without a thumbnail still plays: not a reason to fail the build.
         log.warning("vod %d: no thumbnail: %s", archive.vod_id, exc)
         return None

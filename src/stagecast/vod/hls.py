@@ -37,7 +37,7 @@ from stagecast.errors import NotFound
 from stagecast.fastpath import MediaRequest, Reply, matches
 from stagecast.live.playlists import Rendered
 from stagecast.live.runtime import Live
-from stagecast.live.storage import StorageError, media_path, session_path
+from stagecast.live.storage import media_path, session_path, stored_reply
 from stagecast.vod import service
 from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.library import Vod
@@ -84,7 +84,7 @@ async def answer(
             found, _ = await _ready(core, lookups, vod_id, token, identify)
             if not found.thumbnail_path:
                 raise NotFound("the vod has no thumbnail")
-            return _file(live, found, found.thumbnail_path, "image/jpeg")
+            return await _file(live, found, found.thumbnail_path, "image/jpeg")
         raise NotFound("not found")
     rendition, filename = parts[4], parts[5]
     is_playlist = filename == PLAYLIST
@@ -95,7 +95,7 @@ async def answer(
     if is_playlist:
         return await _playlist(lookups, found, path, token, request.if_none_match)
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
-    return _file(live, found, path, media_type)
+    return await _file(live, found, path, media_type)
 
 
 async def watchable(
@@ -160,12 +160,9 @@ async def _playlist(
     return Reply.of(body, PLAYLIST_TYPE, headers)
 
 
-def _file(live: Live, found: Vod, path: str, media_type: str) -> Reply:
-    try:
-        local = live.storage.resolve(path)
-    except StorageError as exc:
-        raise NotFound("not found") from exc
-    return Reply.from_file(local, media_type, {"Cache-Control": f"{_scope(found)}, {_IMMUTABLE}"})
+async def _file(live: Live, found: Vod, path: str, media_type: str) -> Reply:
+    headers = {"Cache-Control": f"{_scope(found)}, {_IMMUTABLE}"}
+    return await stored_reply(live.storage, path, media_type, headers)
 
 
 def _clock(seconds: float | None) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stagecast.db import Database, Kind
 from stagecast.db.schema import utcnow
 from stagecast.live.models import live_init, segment
+from stagecast.live.storage import session_prefix
 from stagecast.vod import jobs
 from stagecast.vod.jobs import Claim
 from stagecast.vod.models import vod
@@ -37,7 +38,7 @@ async def target(db: Database, vod_id: int) -> tuple[int, int] | None:
 
 def media_prefix(channel_id: int, session_id: int) -> str:
     """Return the storage directory of a session (built from ids only)."""
-    return f"{channel_id}/{session_id}"
+    return session_prefix(channel_id, session_id)
 
 
 async def finish(db: Database, held: Claim, session_id: int) -> bool:

@@ -1,8 +1,8 @@
 """Grab one frame of a recording as a JPEG with ffmpeg, bounded in time.
 
-An fMP4 media segment only decodes after its init segment, so the two are concatenated into a
-temporary file that ffmpeg reads. ffmpeg runs as a subprocess with a timeout; it is killed on
-timeout or cancellation, so nothing outlives the call.
+An fMP4 media segment only decodes after its init segment, so the two (read from storage by
+the caller) are concatenated into a temporary file that ffmpeg reads. ffmpeg runs as a
+subprocess with a timeout; it is killed on timeout or cancellation, so nothing outlives the call.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ class ThumbnailError(Exception):
     """ffmpeg could not make a thumbnail (no video, broken media, timeout)."""
 
 
-def _prepare(directory: Path, init: Path, media: Path) -> Path:
+def _prepare(directory: Path, init: bytes, media: bytes) -> Path:
     source = directory / "frame.mp4"
     with open(source, "wb") as out:
-        out.write(init.read_bytes())
-        out.write(media.read_bytes())
+        out.write(init)
+        out.write(media)
     return source
 
 
-async def grab_frame(ffmpeg: str, init: Path, media: Path, *, timeout: float) -> bytes:
+async def grab_frame(ffmpeg: str, init: bytes, media: bytes, *, timeout: float) -> bytes:
     """Return the first video frame of ``init`` + ``media`` as JPEG bytes, at most 640 wide.
 
     Raises ThumbnailError if ffmpeg fails or takes longer than ``timeout`` seconds.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +21,7 @@ from stagecast.bus import Bus, BusUnavailable
 from stagecast.config import Settings
 from stagecast.core import Core
 from stagecast.db import Database
+from stagecast.live.objects import ObjectStorage
 from stagecast.live.runtime import Live
 from stagecast.live.storage import SegmentStorage
 from stagecast.vod import building, jobs, purge
@@ -75,6 +77,10 @@ class WorkerStats:
         return asdict(self)
 
 
+# Whether any live node still spools files of a session (``live.nodes.Nodes.spooling``).
+Spooling = Callable[[int], Awaitable[bool]]
+
+
 class VodWorker:
     """Claim loops and a sweeper over one database and one media storage."""
 
@@ -84,9 +90,12 @@ class VodWorker:
         storage: SegmentStorage,
         config: WorkerConfig,
         bus: Bus | None = None,
+        spooling: Spooling | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
+        # Asked whether a session's files may still be in a node's spool (object storage).
+        self.spooling = spooling
         self.config = config
         self.bus = bus
         self.stats = WorkerStats()
@@ -118,12 +127,22 @@ class VodWorker:
         if archive is None:  # deleted meanwhile: nothing to build
             await jobs.succeed(self.db, held)
             return
+        spooling, lost = self.spooling, None
+        if spooling is not None and held.attempt >= 2:
+            # The first try waits for the spools anyway; after it, files that no live node
+            # still spools will never arrive (their node died): build without them.
+
+            async def lost_for_good() -> bool:
+                return not await spooling(archive.session_id)
+
+            lost = lost_for_good
         try:
             built = await building.build(
                 self.storage,
                 archive,
                 ffmpeg=self.config.ffmpeg,
                 thumbnail_timeout=self.config.thumbnail_timeout,
+                lost=lost,
             )
         except BuildError as exc:
             await self._failed(held, exc.reason, permanent=exc.permanent)
@@ -256,7 +275,8 @@ def start_vod(core: Core, live: Live, stack: AsyncExitStack) -> VodWorker:
     """
     live.hooks.on_ended.append(jobs.on_session_ended)
     config = WorkerConfig.from_settings(core.settings)
-    worker = VodWorker(core.db, live.storage, config, core.bus)
+    spooling = live.manager.nodes.spooling if isinstance(live.storage, ObjectStorage) else None
+    worker = VodWorker(core.db, live.storage, config, core.bus, spooling)
     worker.start()
     stack.push_async_callback(worker.stop)
     return worker
