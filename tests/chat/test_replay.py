@@ -3,6 +3,7 @@ media time, with the VOD's visibility and without deleted or held messages."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,10 +22,11 @@ from stagecast.auth.service import create_account, get_account
 from stagecast.channels import tokens
 from stagecast.channels.service import create_channel
 from stagecast.chat import messages, replay
-from stagecast.chat.messages import Draft, OnAirMark
+from stagecast.chat.messages import Draft, Message, OnAirMark
 from stagecast.core import Core
 from stagecast.db import Database, Kind, open_database
 from stagecast.db.schema import utcnow
+from stagecast.errors import BadRequest
 from stagecast.live.hooks import EndedSession
 from stagecast.live.models import live_session, segment
 from stagecast.vod import jobs
@@ -455,3 +459,39 @@ async def test_postgres_plan(loaded: tuple[Database, int], start: float, after: 
     assert len(page.items) == 50
     assert page.items[0].media_time is not None
     assert page.items[0].media_time >= start
+
+
+@given(
+    media_time=st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False),
+    seq=st.integers(min_value=1, max_value=2**62),
+    vod_id=st.integers(min_value=1, max_value=2**40),
+)
+def test_a_replay_cursor_gives_back_its_position_exactly(
+    media_time: float, seq: int, vod_id: int
+) -> None:
+    """The cursor carries the media time bit for bit, so the next page starts right after it."""
+    last = Message(seq, "ann", "hi", utcnow(), media_time=media_time)
+    token = replay.encode_cursor(SECRET, vod_id, last)
+    assert replay.decode_cursor(SECRET, vod_id, token) == (media_time, seq)
+    with pytest.raises(BadRequest):
+        replay.decode_cursor(SECRET, vod_id + 1, token)
+
+
+PLAIN_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{0,9})?|\.[0-9]{1,9}")
+
+
+@given(
+    raw=st.one_of(
+        st.text(max_size=20), st.from_regex(r"-?[0-9]{0,14}(\.[0-9]{0,11})?", fullmatch=True)
+    )
+)
+def test_from_is_a_plain_non_negative_decimal_or_a_400(raw: str) -> None:
+    """``from`` is a decimal of up to 12 digits and 9 decimals, parsed to the number it spells,
+    or a 400; never negative, inf, nan or an exponent."""
+    if not PLAIN_SECONDS.fullmatch(raw):
+        with pytest.raises(BadRequest):
+            replay.parse_start(raw)
+        return
+    value = replay.parse_start(raw)
+    assert value == float(raw)
+    assert 0 <= value < 1e12
