@@ -17,7 +17,8 @@ import pytest
 
 from stagecast.auth import service as accounts
 from stagecast.config import Settings
-from tests.conftest import RunningServer, serve
+from tests.auth.test_api import bearer
+from tests.conftest import RunningServer, make_settings, serve
 from tests.live.streaming import (
     first_variant,
     make_channel,
@@ -38,16 +39,20 @@ def _frames(init: bytes, media: bytes) -> int:
         return len(list(container.decode(video=0)))
 
 
-def _bucket_settings(settings: Settings, server: S3Server, bucket: str) -> Settings:
-    for name, value in server.settings(bucket).items():
-        setattr(settings, name, value)
-    settings.reconnect_grace_seconds = 2.0
-    settings.live_window_segments = 4
-    settings.vod_poll_seconds = 0.2
-    settings.vod_retry_base_seconds = 0.5
-    settings.vod_retry_cap_seconds = 2.0
-    settings.vod_job_attempts = 20
-    return settings
+def _bucket_settings(data: Path, server: S3Server, bucket: str) -> Settings:
+    """A node on the embedded database with its media in ``bucket`` (the storage does not
+    depend on the database: one back end is enough here)."""
+    return make_settings(
+        data,
+        reconnect_grace_seconds=2.0,
+        live_window_segments=4,
+        vod_poll_seconds=0.2,
+        vod_retry_base_seconds=0.5,
+        vod_retry_cap_seconds=2.0,
+        vod_job_attempts=20,
+        vod_purge_delay_seconds=0,
+        **server.settings(bucket),
+    )
 
 
 async def _owner_token(server: RunningServer, username: str) -> str:
@@ -74,10 +79,10 @@ async def _rendition(http: httpx.AsyncClient, vod_id: int) -> str:
 
 
 async def test_a_stream_goes_to_the_bucket_and_its_vod_plays_from_there(
-    settings: Settings, s3: S3Server
+    tmp_path: Path, s3: S3Server
 ) -> None:
     bucket = s3.bucket()
-    _bucket_settings(settings, s3, bucket)
+    settings = _bucket_settings(tmp_path / "data", s3, bucket)
     async with serve(settings) as server:
         key = await make_channel(server, "bucketed", owner="b-owner")
         token = await _owner_token(server, "b-owner")
@@ -94,26 +99,30 @@ async def test_a_stream_goes_to_the_bucket_and_its_vod_plays_from_there(
             vod_id = await wait_for_ready_vod(http, token)
             durations, frames = await _vod_media(http, vod_id)
             thumbnail = await http.get(f"/hls/vods/{vod_id}/thumbnail.jpg")
-    assert sum(durations) == pytest.approx(8, abs=1.5)
-    assert frames == pytest.approx(30 * sum(durations), abs=3)
-    assert thumbnail.status_code == 200
-    assert thumbnail.content[:2] == b"\xff\xd8"
-    session = str(live["session_id"])
-    keys = [k for k in s3.keys(bucket, "media/") if k.split("/")[2] == session]
-    assert sum(k.endswith(".m4s") for k in keys) == len(durations)
-    assert any(k.endswith("/vod-master.m3u8") for k in keys)
-    # Nothing of it is kept on the node's disk.
-    assert not (Path(settings.data_dir) / "media").exists()
-    assert not any(p.is_file() for p in (Path(settings.data_dir) / "spool").rglob("*"))
+            assert sum(durations) == pytest.approx(8, abs=1.5)
+            assert frames == pytest.approx(30 * sum(durations), abs=3)
+            assert thumbnail.status_code == 200
+            assert thumbnail.content[:2] == b"\xff\xd8"
+            session = str(live["session_id"])
+            keys = [k for k in s3.keys(bucket, "media/") if k.split("/")[2] == session]
+            assert sum(k.endswith(".m4s") for k in keys) == len(durations)
+            assert any(k.endswith("/vod-master.m3u8") for k in keys)
+            # Nothing of it is kept on the node's disk.
+            assert not (Path(settings.data_dir) / "media").exists()
+            assert not any(p.is_file() for p in (Path(settings.data_dir) / "spool").rglob("*"))
+            # Deleting the VOD purges its objects (after the purge delay, 0 here).
+            deleted = await http.delete(f"/api/v1/studio/vods/{vod_id}", headers=bearer(token))
+            assert deleted.status_code == 204
+            async with asyncio.timeout(30):
+                while any(k.split("/")[2] == session for k in s3.keys(bucket, "media/")):
+                    await asyncio.sleep(0.2)
 
 
-async def test_a_storage_outage_mid_stream_loses_nothing(
-    settings: Settings, own_s3: S3Server
-) -> None:
+async def test_a_storage_outage_mid_stream_loses_nothing(tmp_path: Path, own_s3: S3Server) -> None:
     """The bucket stops answering for 20 s mid-stream: the live edge goes on from memory, the
     spool reports its backlog on /metrics, and the VOD holds every segment once it is back."""
     bucket = own_s3.bucket()
-    _bucket_settings(settings, own_s3, bucket)
+    settings = _bucket_settings(tmp_path / "data", own_s3, bucket)
     async with serve(settings) as server:
         key = await make_channel(server, "outage", owner="o-owner")
         token = await _owner_token(server, "o-owner")
