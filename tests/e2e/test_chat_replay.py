@@ -93,6 +93,7 @@ async def snapshot(page: Page) -> dict[str, Any]:
     state: dict[str, Any] = await page.evaluate(
         """() => ({
             time: document.getElementById("player").currentTime,
+            rate: document.getElementById("player").playbackRate,
             shown: [...document.querySelectorAll("#replay .chat-log li")]
                 .map((li) => Number(li.dataset.mediaTime)),
         })"""
@@ -107,8 +108,9 @@ async def wait_in_step(page: Page, past: float) -> None:
     while True:
         state = await snapshot(page)
         now, shown = broadcast_time(state["time"]), state["shown"]
-        # The log moves on `timeupdate` (4 times a second): a second of playback ago at most.
-        settled = broadcast_time(max(0.0, state["time"] - 1.0))
+        # The log moves on `timeupdate` (4 times a second): at most a second ago, which at 2x
+        # is two seconds of the recording.
+        settled = broadcast_time(max(0.0, state["time"] - 1.0 * state["rate"]))
         assert shown == sorted(shown)
         assert all(t <= now + 0.01 for t in shown), state
         assert [t for t in TIMES if t <= settled] == [t for t in shown if t <= settled], state
