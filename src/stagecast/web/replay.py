@@ -37,7 +37,7 @@ Start = Annotated[
 ]
 Limit = Annotated[
     str | None,
-    Query(description=f"Page size, 1-{replay.MAX_LIMIT}; default 100."),
+    Query(description=f"Page size, 1-{replay.MAX_LIMIT}; default {replay.DEFAULT_LIMIT}."),
 ]
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page (opaque).")]
 Token = Annotated[str | None, Query(max_length=1024, description="The VOD's playback token.")]
