@@ -5,7 +5,7 @@
 replay page (``chat.replay``), without the messages deleted by moderators or sent while
 nothing was on air. It is built in the migration's transaction (not ``CONCURRENTLY``, which
 cannot run inside one): on PostgreSQL writes to ``chat_message`` wait while it is built,
-under a second per million messages (0.7 s over 1,150,000 in ``python -m bench chat``).
+about a second per million messages (0.7-1.2 s over 1,150,000 in ``python -m bench chat``).
 
 Revision ID: 0007_chat_replay
 Revises: 0003_chat
