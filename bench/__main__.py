@@ -12,7 +12,7 @@ import importlib
 import inspect
 import sys
 
-SUITES = ("ingest", "metrics", "db_call", "vod", "chat", "soak", "delivery")
+SUITES = ("ingest", "metrics", "db_call", "vod", "chat", "soak", "delivery", "nodes")
 
 
 def main() -> None:
