@@ -114,6 +114,7 @@ def _listing_lines(found: Listing) -> list[str]:
         "_HLS_msn=<next> held on both nodes at once; times after the owner's answer):",
         f"   listed on node 2:                         {_p(found.listed)}",
         f"   listed and its bytes served by node 2:    {_p(found.fetched)}",
+        f"   (the same segment's GET on node 1 alone, just after: {_p(found.owner_fetch)})",
         f"   bytes identical to the owner's: {found.same_bytes} of {n}",
         "2. storage writes (the bucket polled with signed HEADs every 10 ms from the owner's "
         "answer on):",
@@ -127,10 +128,11 @@ def _listing_lines(found: Listing) -> list[str]:
 def _drain_lines(drain: Drain) -> list[str]:
     lines = [
         f"3. spool drain: the S3 server stopped (SIGSTOP) for {drain.paused:g} s mid-stream "
-        "(storage timeout: the default 10 s), then resumed; node 1's /metrics every 100 ms:",
+        "(storage timeout: the default 10 s), then resumed; node 1's /metrics every 50 ms:",
         f"   waited: peak {drain.peak_files:.0f} files, {drain.peak_bytes / 1e6:,.1f} MB, "
         f"oldest {drain.peak_oldest:.1f} s; at the resume {drain.files_at_resume:.0f} files, "
-        f"{drain.bytes_at_resume / 1e6:,.1f} MB",
+        f"{drain.bytes_at_resume / 1e6:,.1f} MB; failed upload attempts (retried): "
+        f"{drain.failures:.0f}",
         f"   node 2 listed {drain.listed_meanwhile} new segments while the bucket was away",
     ]
     if drain.drained is None:
@@ -209,9 +211,10 @@ def run(quick: bool) -> None:
         with cluster(folder, source) as stage:
             bucket_folder = session_folder(stage)
             found = listing(stage, count, bucket_folder)
-            print("\n".join(_listing_lines(found)), flush=True)
+            p99 = _percentile(found.listed, 0.99)
+            print(f"  listing: {found.segments} segments, p99 {p99:.3f} s", flush=True)
             drain = outage(stage, pause, bucket_folder)
-            print("\n".join(_drain_lines(drain)), flush=True)
+            print(f"  outage: spool empty {drain.drained} s after the resume", flush=True)
             results = _delivery(stage, seconds, rounds)
     print(
         "source: 1280x720 30 fps, about 3 Mbit/s, 2 s GOP, published over RTMP to node 1 on a "

@@ -8,7 +8,7 @@ polled (HEAD with a signed client, every 10 ms) until the segment's object exist
 ``stagecast_storage_uploads_total`` before and after gives the PUTs per segment.
 
 ``outage``: the S3 server is stopped (SIGSTOP: connections hang, nothing is lost) for a while
-mid-stream and resumed; the owner's ``/metrics`` are read every 100 ms throughout, to see what
+mid-stream and resumed; the owner's ``/metrics`` are read every 50 ms throughout, to see what
 waited in its spool and how fast it left once the bucket answered again. Then the bucket is
 listed: every segment from the first to the newest must be there.
 """
@@ -29,7 +29,7 @@ from bench.delivery_client import Playlist, read_playlist
 from bench.nodes_cluster import Cluster, Node, storage_metrics
 
 _POLL = 0.01  # seconds between HEADs on the bucket
-_SAMPLE = 0.1  # seconds between reads of /metrics during the outage
+_SAMPLE = 0.05  # seconds between reads of /metrics during the outage
 _SEGMENT = re.compile(r"seg-(\d+)\.m4s$")
 
 
@@ -40,6 +40,7 @@ class Listing:
 
     listed: list[float] = field(default_factory=list)
     fetched: list[float] = field(default_factory=list)
+    owner_fetch: list[float] = field(default_factory=list)  # the same GET on the owner, after
     stored: list[float] = field(default_factory=list)
     same_bytes: int = 0
     segments: int = 0
@@ -61,6 +62,7 @@ class Drain:
     first_upload: float | None = None  # after the resume
     drained: float | None = None  # after the resume
     uploads_in_drain: float = 0.0
+    failures: float = 0.0  # failed upload attempts (each retried) around the outage
     listed_meanwhile: int = 0  # segments the other node listed while the bucket was away
     in_bucket: int = 0
     missing: list[int] = field(default_factory=list)
@@ -150,7 +152,9 @@ async def _one(
     listing.stored.append(in_bucket - owned)
     uri = _find(await _newest(on_owner, nodes[0].playlist), msn)
     if uri is not None:
+        started = time.monotonic()
         mine = await on_owner.get(urljoin(nodes[0].playlist, uri))
+        listing.owner_fetch.append(time.monotonic() - started)
         listing.same_bytes += mine.content == content
     listing.segment_bytes.append(len(content))
     listing.segments += 1
@@ -228,6 +232,8 @@ async def _outage(cluster: Cluster, seconds: float, drain: Drain) -> None:
 def _read_samples(
     samples: list[tuple[float, dict[str, float]]], resumed: float, drain: Drain
 ) -> None:
+    failed = [figures.get("upload_failures_total", 0.0) for _, figures in samples]
+    drain.failures = failed[-1] - failed[0] if failed else 0.0
     for _, figures in samples:
         drain.peak_files = max(drain.peak_files, figures.get("spool_files", 0.0))
         drain.peak_bytes = max(drain.peak_bytes, figures.get("spool_bytes", 0.0))
