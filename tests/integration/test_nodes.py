@@ -34,6 +34,7 @@ from tests.s3 import S3Server
 pytestmark = [needs_postgres, needs_redis, pytest.mark.ffmpeg]
 
 _SEGMENT = re.compile(r"seg-(\d+)\.m4s")
+_PART = re.compile(r"part-(\d+)\.m4s")
 
 
 @dataclass
@@ -123,6 +124,10 @@ async def _variant(client: httpx.AsyncClient) -> str:
             await asyncio.sleep(0.2)
 
 
+def _parts(text: str) -> list[int]:
+    return [int(n) for n in _PART.findall(text)]
+
+
 def _sequences(text: str) -> list[int]:
     return [int(n) for n in _SEGMENT.findall(text)]
 
@@ -182,6 +187,8 @@ async def test_a_node_killed_mid_stream(cluster: tuple[list[Node], str]) -> None
         encoder = await _publish_until_taken(second, key, 10)
         after_text = await _until_sequence(on_third, url, last_before + 3)
         assert "#EXT-X-DISCONTINUITY" in after_text
+        # Parts made on node 2 have names node 1 never used (part files are immutable).
+        assert min(_parts(after_text)) > max(_parts(before_text))
         assert len(set(_sequences(after_text))) == len(_sequences(after_text))
         await _plays(on_third, url, after_text)
         async with asyncio.timeout(30):

@@ -25,7 +25,7 @@ from stagecast.db import Database
 from stagecast.live import service
 from stagecast.live.delivery import sign_viewer
 from stagecast.live.hooks import SessionHooks, ViewEvent
-from stagecast.live.hot import HotMedia
+from stagecast.live.hot import HotMedia, MediaKey
 from stagecast.live.playlists import Rendered
 from stagecast.live.session import LiveDeps, LiveSession
 from stagecast.live.storage import LocalStorage, media_path
@@ -271,7 +271,7 @@ async def test_a_private_channel_keeps_its_token_in_every_uri(
     assert served.headers["cache-control"].startswith("private,")
 
 
-async def _open(db: Database, root: Path, hot: HotMedia, window: int) -> LiveSession:
+async def _open(db: Database, root: Path, hot: HotMedia[MediaKey], window: int) -> LiveSession:
     owner = await accounts.create_account(db, "caster", "password123", "broadcaster")
     created, _ = await channels.create_channel(db, owner, "bounded")
     row = await service.open_session(

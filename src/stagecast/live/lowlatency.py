@@ -133,6 +133,7 @@ class LowLatencyPlaylist(MediaPlaylist):
         window_segments: int = 6,
         dvr_seconds: float = 0.0,
         min_target_duration: int = 1,
+        first_part: int = 0,
     ) -> None:
         super().__init__(
             window_segments=window_segments,
@@ -145,7 +146,7 @@ class LowLatencyPlaylist(MediaPlaylist):
         self._parts: dict[int, tuple[PartEntry, ...]] = {}  # listed segment → its parts
         self._open: list[PartEntry] = []  # parts of the segment after the last listed one
         self._open_head = ""  # that segment's EXT-X-DISCONTINUITY and EXT-X-MAP, if any
-        self._next_part = 0
+        self._next_part = first_part  # part numbers name files: never reused in a session
         self._reports: tuple[RenditionReport, ...] = ()
         self._delta: Rendered | None = None
 

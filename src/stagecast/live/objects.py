@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from obstore.exceptions import AlreadyExistsError
 from obstore.store import S3Store
 
 from stagecast.backoff import Backoff
+from stagecast.cache import TtlCache
 from stagecast.live.storage import StorageError, StorageUnavailable, check_path
 from stagecast.stats import StatsSource
 
@@ -149,6 +151,7 @@ class ObjectStorage:
         *,
         max_bytes: int,
         describe: str = "the bucket",
+        recent_files: int = 64,
     ) -> None:
         self._store = store
         self.spool = spool.resolve()
@@ -166,6 +169,7 @@ class ObjectStorage:
         self._failing: set[str] = set()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._recent: TtlCache[str, bytes] = TtlCache(max_entries=recent_files, ttl=300.0)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -216,9 +220,10 @@ class ObjectStorage:
         return target
 
     def local_file(self, path: str) -> Path | None:
-        """Return the spool file of ``path`` if it is still waiting there, else None."""
-        target = self.resolve(path)
-        return target if target.is_file() else None
+        """Return None: a spool file may be uploaded and removed while it is being sent, so
+        replies read the bytes (``read``: the spool, recent reads, else the bucket)."""
+        self.resolve(path)
+        return None
 
     async def write(self, path: str, data: bytes) -> int:
         """Spool ``data`` for a create-only upload to ``path``; return the byte count.
@@ -271,19 +276,23 @@ class ObjectStorage:
         Raises FileNotFoundError if there are none, StorageUnavailable if the bucket cannot be
         read now.
         """
-        local = self.local_file(path)
-        if local is not None:
+        local = self.resolve(path)
+        if local.is_file():
             with contextlib.suppress(FileNotFoundError):  # uploaded meanwhile: read the bucket
                 return await asyncio.to_thread(local.read_bytes)
+        if path.endswith(".m3u8"):
+            return await self._get(path)
+        # Media never changes: one GET for the many viewers asking at once, kept a while.
+        return await self._recent.get(path, partial(self._get, path))
+
+    async def _get(self, path: str) -> bytes:
         try:
             result = await obstore.get_async(self._store, path)
             return bytes(await result.bytes_async())
         except FileNotFoundError:
             raise
         except Exception as exc:
-            log.warning(
-                "storage: cannot read %s from %s: %s", path, self.describe, _first_line(exc)
-            )
+            log.warning("storage: cannot read %s: %s", path, _first_line(exc))
             raise StorageUnavailable("media storage cannot be read now, try again") from exc
 
     async def sizes(self, prefix: str) -> dict[str, int]:
@@ -309,6 +318,7 @@ class ObjectStorage:
             for item in lane.items:
                 self._forget(item)
             lane.items.clear()
+        self._recent.clear()  # a VOD purged: nothing of it may be served from memory
         paths = list(await self.sizes(prefix))
         try:
             for start in range(0, len(paths), 1000):

@@ -77,9 +77,7 @@ def open_live(core: Core) -> Live:
     if core.redis is not None:
         prefix = core.settings.redis_prefix
         share = EdgeShare(core.redis, core.bus, prefix=prefix)
-        edges = EdgeMirror(
-            core.redis, core.bus, prefix=prefix, max_bytes=core.settings.hot_media_bytes
-        )
+        edges = EdgeMirror(core.redis, core.bus, prefix=prefix)
     manager = LiveManager(core.settings, core.db, core.bus, storage, hooks, nodes, share)
     return Live(storage, hooks, manager, Lookups(core.db, core.secret_key), edges=edges)
 

@@ -57,6 +57,7 @@ from stagecast.live.storage import SegmentStorage, media_path, session_path, ses
 log = logging.getLogger(__name__)
 
 _SAVE_RENDITION_EVERY = 5
+PARTS_PER_EPOCH = 10_000_000  # 38 days of 1/3 s parts; part file names allow 10 digits
 _INIT_SHARE_SECONDS = 6 * 3600.0  # an init segment is named as long as its epoch's segments
 _TOUCH_EVERY = 5.0  # seconds between refreshes of the session's last_media_at
 
@@ -71,7 +72,7 @@ class LiveDeps:
     bus: Bus
     window_segments: int
     segment_seconds: float
-    hot: HotMedia = field(default_factory=HotMedia)
+    hot: HotMedia[MediaKey] = field(default_factory=HotMedia)
     # Where the live edge is shared with the other nodes (None: one node, nothing to share).
     share: EdgeShare | None = None
 
@@ -192,6 +193,9 @@ class LiveSession:
                 dvr_seconds=self.dvr_seconds,
                 # RFC 8216 6.2.1: the target duration should not change; start at the target.
                 min_target_duration=math.ceil(self.deps.segment_seconds),
+                # A session resumed here (after a restart, or from a node that died) numbers
+                # its parts past every part of its earlier epochs: their files are immutable.
+                first_part=self.epoch * PARTS_PER_EPOCH,
             )
             bandwidth = BandwidthStats(min_peak_duration=self.deps.segment_seconds / 2)
             first = self._next_sequences.get(name, 0)

@@ -32,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from redis.asyncio import Redis
@@ -39,8 +40,8 @@ from redis.exceptions import RedisError
 
 from stagecast.bus import Bus, Gap, Subscription
 from stagecast.bus.topics import Topic
+from stagecast.cache import TtlCache
 from stagecast.errors import StagecastError
-from stagecast.live.hot import HotMedia
 from stagecast.live.lowlatency import Position
 from stagecast.live.playlists import Rendered
 
@@ -66,6 +67,10 @@ class EdgeState:
 
 
 EDGE_TOPIC = Topic("live.edge.{}", EdgeState)
+
+
+class _NotShared(Exception):
+    """The piece of media is not in Redis (not yet, no longer, or Redis is away)."""
 
 
 def _state_key(prefix: str, session_id: int) -> str:
@@ -237,7 +242,7 @@ class EdgeMirror:
     """The live edges of sessions held by other nodes, mirrored on demand."""
 
     def __init__(
-        self, redis: Redis, bus: Bus, *, prefix: str = "stagecast", max_bytes: int = 64 * 1024**2
+        self, redis: Redis, bus: Bus, *, prefix: str = "stagecast", max_files: int = 512
     ) -> None:
         self._redis = redis
         self._bus = bus
@@ -245,8 +250,8 @@ class EdgeMirror:
         self._sessions: dict[int, _Session] = {}
         self._opening: dict[int, asyncio.Future[_Session | None]] = {}
         self._absent: dict[int, float] = {}
-        self._media = HotMedia(max_bytes)
-        self._fetching: dict[str, asyncio.Future[bytes | None]] = {}
+        # Parts and segments fetched from Redis, for this node's viewers (they never change).
+        self._media: TtlCache[str, bytes] = TtlCache(max_entries=max_files, ttl=120.0)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -270,28 +275,21 @@ class EdgeMirror:
 
     async def media(self, session_id: int, rendition: str, filename: str) -> bytes | None:
         """Return a shared init segment, segment or part (fetched from Redis once), or None."""
-        hot_key = (session_id, rendition, filename)
-        data = self._media.get(hot_key)
-        if data is not None:
-            return data
         key = _media_key(self._prefix, session_id, rendition, filename)
-        pending = self._fetching.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._fetching[key] = pending
-            try:
-                async with asyncio.timeout(_FETCH_TIMEOUT):
-                    found = await self._redis.get(key)
-                data = found if isinstance(found, bytes) else None
-            except (RedisError, OSError, TimeoutError):
-                data = None
-            finally:
-                del self._fetching[key]
-            pending.set_result(data)
-            if data is not None:
-                self._media.put(hot_key, data)
-            return data
-        return await asyncio.shield(pending)
+        try:
+            return await self._media.get(key, partial(self._fetch, key))
+        except _NotShared:
+            return None
+
+    async def _fetch(self, key: str) -> bytes:
+        try:
+            async with asyncio.timeout(_FETCH_TIMEOUT):
+                found = await self._redis.get(key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise _NotShared from exc
+        if not isinstance(found, bytes):
+            raise _NotShared  # not (or no longer) shared: nothing is remembered of it
+        return found
 
     async def _session(self, session_id: int) -> _Session | None:
         session = self._sessions.get(session_id)
