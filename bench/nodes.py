@@ -122,7 +122,14 @@ def _listing_lines(found: Listing) -> list[str]:
         f"   PUTs per segment: {found.uploads:.0f} uploads / {n} segments = "
         f"{found.uploads / max(1, n):.2f} (stagecast_storage_uploads_total on node 1; "
         f"upload failures meanwhile: {found.upload_failures:.0f})",
+        f"   new objects in the bucket meanwhile: {_kinds(found.new_objects)}; the other "
+        f"{max(0, found.uploads - sum(found.new_objects.values())):.0f} uploads replaced "
+        "objects already there (playlists)",
     ]
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} .{kind}" for kind, n in sorted(counts.items())) or "none"
 
 
 def _drain_lines(drain: Drain) -> list[str]:

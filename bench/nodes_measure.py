@@ -47,6 +47,7 @@ class Listing:
     uploads: float = 0.0
     upload_failures: float = 0.0
     segment_bytes: list[int] = field(default_factory=list)
+    new_objects: dict[str, int] = field(default_factory=dict)  # by file type, in the window
 
 
 @dataclass
@@ -165,6 +166,7 @@ async def _listing(cluster: Cluster, count: int, folder: str) -> Listing:
     nodes = (cluster.owner, cluster.other)
     store = cluster.s3.store(cluster.bucket)
     before = storage_metrics(cluster.owner.base)
+    keys_before = set(await asyncio.to_thread(cluster.s3.keys, cluster.bucket))
     async with (
         httpx.AsyncClient(timeout=30.0) as on_owner,
         httpx.AsyncClient(timeout=30.0) as on_other,
@@ -175,6 +177,9 @@ async def _listing(cluster: Cluster, count: int, folder: str) -> Listing:
     listing.uploads = after.get("uploads_total", 0.0) - before.get("uploads_total", 0.0)
     failures = "upload_failures_total"
     listing.upload_failures = after.get(failures, 0.0) - before.get(failures, 0.0)
+    for key in set(await asyncio.to_thread(cluster.s3.keys, cluster.bucket)) - keys_before:
+        kind = key.rsplit(".", 1)[-1] if "." in key.rsplit("/", 1)[-1] else "other"
+        listing.new_objects[kind] = listing.new_objects.get(kind, 0) + 1
     return listing
 
 
