@@ -2,14 +2,15 @@
 
 Runs the real command (PostgreSQL + Redis, which the workers need), the real ffmpeg over RTMP,
 and many fresh connections, which the kernel hands to either worker: every answer must be
-right whichever worker took it (the second forwards playlists and parts to the first and reads
-segments from the shared data directory). Without PostgreSQL the command refuses, with one line.
+right whichever worker took it (the second serves the live edge the first shares over Redis).
+Without PostgreSQL the command refuses, with one line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,21 @@ async def _ready(base: str, process: asyncio.subprocess.Process) -> None:
             await asyncio.sleep(0.2)
 
 
+async def _listening(port: int, process: asyncio.subprocess.Process) -> None:
+    """Wait until the RTMP port takes connections."""
+    async with asyncio.timeout(60):
+        while True:
+            assert process.returncode is None, "stagecast serve --workers exited"
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 async def _fresh(base: str, url: str, **params: str | int) -> httpx.Response:
     """GET on a new connection (so either worker may take it)."""
     async with httpx.AsyncClient(base_url=base, timeout=15) as client:
@@ -48,7 +64,11 @@ async def test_two_workers_serve_one_live_stream(tmp_path: Path, database: str) 
     http_port, rtmp_port = _free_port(), _free_port()
     env = _env(tmp_path / "data", http_port, rtmp_port)
     assert REDIS_URL
-    env.update(STAGECAST_DATABASE_URL=database, STAGECAST_REDIS_URL=REDIS_URL)
+    env.update(
+        STAGECAST_DATABASE_URL=database,
+        STAGECAST_REDIS_URL=REDIS_URL,
+        STAGECAST_REDIS_PREFIX=f"workers-{uuid.uuid4().hex[:8]}",  # nothing of other runs
+    )
     base = f"http://127.0.0.1:{http_port}"
     await _cli(env, "user", "create", "caster", "--password", "password123")
     key = (await _cli(env, "channel", "create", "pool", "--owner", "caster")).split(": ", 1)[1]
@@ -58,6 +78,8 @@ async def test_two_workers_serve_one_live_stream(tmp_path: Path, database: str) 
     encoder = None
     try:
         await _ready(base, server)
+        # /readyz may come from worker 1 before worker 0 listens for encoders.
+        await _listening(rtmp_port, server)
         encoder = await asyncio.create_subprocess_exec(
             *pattern_args(40),
             "-f",

@@ -1,4 +1,4 @@
-"""The way a worker reaches the primary: kept-alive connections, recovered when closed."""
+"""The way a worker reaches the primary: HTTP push uploads, streamed over the Unix socket."""
 
 from __future__ import annotations
 
@@ -9,50 +9,60 @@ from typing import Any
 from stagecast.web.workers import Primary
 
 
-async def test_a_worker_reuses_and_recovers_its_connections_to_the_primary(
-    tmp_path: Path,
-) -> None:
-    """GETs go over one kept-alive Unix-socket connection; when the primary closes it (its
-    keep-alive timeout), the next GET opens another; the client address is passed on."""
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    body = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        chunk = await reader.readexactly(size + 2)
+        if size == 0:
+            return body
+        body += chunk[:-2]
+
+
+async def test_an_upload_reaches_the_primary_with_the_clients_address(tmp_path: Path) -> None:
+    """The body is streamed through (chunk by chunk, never whole in the worker), the client's
+    address travels in a header of our own, hop-by-hop headers do not, and the primary's
+    answer comes back as it was."""
     path = tmp_path / "primary.sock"
-    connections = 0
-    seen: list[bytes] = []
+    seen: dict[str, bytes] = {}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        try:
-            for _ in range(2):  # two answers per connection, then close (a keep-alive timeout)
-                head = await reader.readuntil(b"\r\n\r\n")
-                seen.append(head)
-                writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 5\r\netag: "x"\r\n\r\nhello')
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass  # the worker closed its kept-alive connection
-        finally:
-            writer.close()
-            await writer.wait_closed()
+        seen["head"] = await reader.readuntil(b"\r\n\r\n")
+        seen["body"] = await _read_chunked(reader)
+        writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 7\r\nx-answer: yes\r\n\r\nstored!")
+        await writer.drain()
+        writer.close()
 
     server = await asyncio.start_unix_server(handle, path=str(path))
     primary = Primary(path)
+    pieces = [b"moof" * 1000, b"mdat" * 1000, b""]
+
+    async def receive() -> dict[str, Any]:
+        chunk = pieces.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pieces)}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
     scope: dict[str, Any] = {
-        "method": "GET",
-        "path": "/hls/a/s1/source/index.m3u8",
-        "query_string": b"_HLS_msn=3",
-        "headers": [(b"host", b"example"), (b"if-none-match", b'"y"')],
+        "method": "PUT",
+        "path": "/ingest/abc/source/seg-1.m4s",
+        "query_string": b"",
+        "headers": [(b"host", b"example"), (b"connection", b"keep-alive")],
         "client": ("203.0.113.7", 5000),
     }
     try:
-        answers = [await primary._get(scope) for _ in range(5)]
+        await primary.forward(scope, receive, send)
     finally:
         await primary.close()
         server.close()
         await server.wait_closed()
-    assert [a[0] for a in answers] == [200] * 5
-    assert all(a[2] == b"hello" for a in answers)
-    assert (b"etag", b'"x"') in answers[0][1]
-    assert connections == 3  # 2 + 2 + 1: reused, and reopened after each close
-    assert seen[0].startswith(b"GET /hls/a/s1/source/index.m3u8?_HLS_msn=3 HTTP/1.1\r\n")
-    assert b"x-stagecast-client: 203.0.113.7" in seen[0]
-    assert b'if-none-match: "y"' in seen[0]
-    assert b"host: example" not in seen[0]
+    assert seen["head"].startswith(b"PUT /ingest/abc/source/seg-1.m4s HTTP/1.1\r\n")
+    assert b"x-stagecast-client: 203.0.113.7" in seen["head"]
+    assert b"host: example" not in seen["head"]
+    assert seen["body"] == b"moof" * 1000 + b"mdat" * 1000
+    assert sent[0]["status"] == 201
+    assert (b"x-answer", b"yes") in sent[0]["headers"]
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"stored!"

@@ -108,18 +108,10 @@ class MediaEdge:
 
 
 def _primarys(scope: Scope) -> bool:
-    """Tell whether only the primary worker can answer: what needs a live session's memory.
-
-    Live playlists (blocking reloads included), parts and HTTP push uploads; not VODs, and not
-    live init and media segments, which every worker reads from the shared data directory.
-    """
+    """Tell whether only the primary worker can answer: HTTP push uploads (the session they
+    feed lives there). The live edge is served by every worker from what the primary shares."""
     path: str = scope["path"]
-    if path.startswith("/ingest/"):
-        return True
-    if not path.startswith(_PREFIX) or path.startswith(_VOD_PREFIX):
-        return False
-    name = path.rsplit("/", 1)[-1]
-    return name.endswith(".m3u8") or name.startswith("part-")
+    return path.startswith("/ingest/")
 
 
 async def _forward(primary: Primary, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,10 +4,10 @@ The parent binds the port once and starts N worker processes that accept on that
 socket, so the kernel spreads connections over them. Worker 0, the primary, is a whole
 Stagecast: it runs the RTMP server and HTTP push, holds every live session (their playlists,
 parts and hot media) and also listens on a Unix socket in the data directory. The other
-workers serve everything that does not need a session's memory themselves (the API, pages,
-chat sockets and feeds over the shared bus, VODs, and live init and media segments, read from
-the shared data directory once written), and pass what does to the primary over its Unix
-socket: live playlists (blocking reloads included), parts, and HTTP push uploads.
+workers are nodes like any other (see ``stagecast.live.sharing``): they serve the API, pages,
+chat sockets and feeds over the shared bus, VODs, and the live edge itself (playlists,
+blocking reloads, parts and segments) from the copy the primary shares over Redis, and pass
+only HTTP push uploads to the primary over its Unix socket.
 
 The workers share PostgreSQL (SQLite is one process's database) and Redis (every worker must
 see the live events, chat and presence of the others). The parent stops every worker on
@@ -16,8 +16,6 @@ SIGINT/SIGTERM, and stops the rest (and exits non-zero) if one dies.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -46,8 +44,7 @@ _HOP_BY_HOP = frozenset(
         CLIENT_HEADER,
     }
 )
-_FORWARD_TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # above the 6 s blocking limit
-_POOL = 64  # kept-alive connections to the primary per worker
+_FORWARD_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 
 def primary_socket(settings: Settings) -> Path:
@@ -136,30 +133,18 @@ def worker_sockets(settings: Settings, fd: int) -> list[socket.socket]:
 
 
 class Primary:
-    """A worker's way to the primary: forward one ASGI request over the Unix socket.
-
-    Media GETs (playlists, parts: small answers, the most frequent requests) go over a pool of
-    kept-alive connections with a minimal HTTP/1.1 exchange; anything with a body (HTTP push)
-    through httpx, streamed both ways.
-    """
+    """A worker's way to the primary: HTTP push uploads, streamed both ways over the Unix
+    socket (with the client's address, so per-address limits still count per encoder)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
         self._client = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(path)),
             base_url="http://primary",
             timeout=_FORWARD_TIMEOUT,
         )
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def close(self) -> None:
         """Close the connections to the primary."""
-        idle, self._idle = self._idle, []
-        for _, writer in idle:
-            writer.close()
-        for _, writer in idle:
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
         await self._client.aclose()
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -168,48 +153,6 @@ class Primary:
         Raises OSError or httpx.HTTPError when the primary cannot be reached (before any byte
         is sent).
         """
-        if scope["method"] in ("GET", "HEAD"):
-            status, headers, body = await self._get(scope)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self._stream(scope, receive, send)
-
-    async def _get(self, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        query = scope.get("query_string", b"")
-        target = scope["path"].encode() + (b"?" + query if query else b"")
-        lines = [scope["method"].encode() + b" " + target + b" HTTP/1.1", b"host: primary"]
-        lines += [k + b": " + v for k, v in scope["headers"] if k not in _HOP_BY_HOP]
-        client = scope.get("client")
-        if client:
-            lines.append(CLIENT_HEADER + b": " + str(client[0]).encode())
-        head = b"\r\n".join(lines) + b"\r\n\r\n"
-        for attempt in range(2):
-            fresh = attempt > 0 or not self._idle  # a retry always takes a new connection
-            reader, writer = (
-                await asyncio.open_unix_connection(str(self._path)) if fresh else self._idle.pop()
-            )
-            try:
-                writer.write(head)
-                async with asyncio.timeout(_FORWARD_TIMEOUT.read):
-                    answer = await _read_answer(reader, head_only=scope["method"] == "HEAD")
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                writer.close()
-                if attempt:  # a kept-alive connection the primary closed: once more, on a new one
-                    raise OSError(f"the primary worker did not answer: {exc!r}") from exc
-                continue
-            except BaseException:
-                writer.close()  # cancelled mid-answer: the connection's state is unknown
-                raise
-            status, headers, body, keep = answer
-            if keep and len(self._idle) < _POOL:
-                self._idle.append((reader, writer))
-            else:
-                writer.close()
-            return status, headers, body
-        raise OSError("the primary worker did not answer")
-
-    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP_BY_HOP]
         client = scope.get("client")
         if client:
@@ -239,34 +182,6 @@ class Primary:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await response.aclose()
-
-
-async def _read_answer(
-    reader: asyncio.StreamReader, *, head_only: bool
-) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
-    """Read one HTTP/1.1 answer with a Content-Length body: status, headers, body, keep-alive.
-
-    Raises ValueError for an answer this reader does not take (a chunked body, say).
-    """
-    raw = await reader.readuntil(b"\r\n\r\n")
-    status_line, *header_lines = raw[:-4].split(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
-    headers: list[tuple[bytes, bytes]] = []
-    length, keep = 0, True
-    for line in header_lines:
-        name, _, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            raise ValueError("a chunked answer")
-        elif name == b"connection" and value.lower() == b"close":
-            keep = False
-        if name not in _HOP_BY_HOP:
-            headers.append((name, value))
-    no_body = head_only or status in (204, 304) or 100 <= status < 200
-    body = b"" if no_body or not length else await reader.readexactly(length)
-    return status, headers, body, keep
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
