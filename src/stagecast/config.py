@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # Bytes that may wait on this disk for the bucket, and seconds one request may take.
     storage_spool_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
     storage_timeout: float = Field(default=10.0, gt=0, le=300)
+    # Where VOD media is fetched from (a CDN, or the bucket's public endpoint); unset: here.
+    media_base_url: str | None = None
 
     # Chat.
     chat_anonymous_read: bool = True
@@ -144,7 +146,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like s3://BUCKET/PREFIX")
         return value
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("s3_endpoint_url", "media_base_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is None or value == "":

@@ -110,6 +110,7 @@ async def test_a_stream_goes_to_the_bucket_and_its_vod_plays_from_there(
             # Nothing of it is kept on the node's disk.
             assert not (Path(settings.data_dir) / "media").exists()
             assert not any(p.is_file() for p in (Path(settings.data_dir) / "spool").rglob("*"))
+            await _media_base_url(http, server, s3, bucket, vod_id, token)
             # Deleting the VOD purges its objects (after the purge delay, 0 here).
             deleted = await http.delete(f"/api/v1/studio/vods/{vod_id}", headers=bearer(token))
             assert deleted.status_code == 204
@@ -151,6 +152,42 @@ async def test_a_storage_outage_mid_stream_loses_nothing(tmp_path: Path, own_s3:
             durations, frames = await _vod_media(http, vod_id)
     assert sum(durations) == pytest.approx(30, abs=2.5)
     assert frames == pytest.approx(30 * sum(durations), abs=3)
+
+
+async def _media_base_url(
+    http: httpx.AsyncClient,
+    server: RunningServer,
+    s3: S3Server,
+    bucket: str,
+    vod_id: int,
+    token: str,
+) -> None:
+    """With STAGECAST_MEDIA_BASE_URL, a public VOD's media URIs name the objects under it, and a
+    private VOD's are presigned URLs that open without any other credential."""
+    base = f"{s3.url}/{bucket}"
+    server.runtime.vod.lookups.media_base_url = base  # as the setting would have made it
+    rendition = await _rendition(http, vod_id)
+    url = f"/hls/vods/{vod_id}/{rendition}/vod.m3u8"
+    public = m3u8.loads((await http.get(url)).text)
+    for uri in (public.segment_map[0].uri, public.segments[0].uri):
+        assert uri.startswith(f"{base}/media/")
+        assert s3.get(bucket, uri.removeprefix(f"{base}/")) is not None  # that object exists
+    changed = await http.patch(
+        f"/api/v1/studio/vods/{vod_id}", json={"visibility": "private"}, headers=bearer(token)
+    )
+    assert changed.status_code == 200
+    async with asyncio.timeout(10):  # the change reaches the lookups over the bus
+        while (await http.get(url)).status_code != 404:
+            await asyncio.sleep(0.1)
+    private = await http.get(url, headers=bearer(token))
+    assert private.status_code == 200
+    signed = m3u8.loads(private.text)
+    assert "X-Amz-Signature=" in signed.segments[0].uri
+    assert "token=" not in private.text
+    async with httpx.AsyncClient() as anyone:
+        media = await anyone.get(signed.segments[0].uri)
+    assert media.status_code == 200
+    assert media.content == s3.get(bucket, public.segments[0].uri.removeprefix(f"{base}/"))
 
 
 def _next(playlist: m3u8.M3U8) -> int:

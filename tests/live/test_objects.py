@@ -102,7 +102,7 @@ async def test_presigned_urls_open_private_objects(
     await storage.write("1/2/vod-thumb.jpg", b"jpeg")
     assert await storage.drained(20)
     async with httpx.AsyncClient() as client:
-        response = await client.get(storage.url("1/2/vod-thumb.jpg", expires=60))
+        response = await client.get(storage.signed_url("1/2/vod-thumb.jpg", expires=60))
     assert response.status_code == 200
     assert response.content == b"jpeg"
 
@@ -194,3 +194,10 @@ def test_storage_urls(url: str, expected: tuple[str, str]) -> None:
 def test_bad_storage_urls_are_refused_at_start(url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="s3://BUCKET/PREFIX"):
         Settings(data_dir=tmp_path, storage_url=url)
+
+
+@pytest.mark.parametrize("field", ["s3_endpoint_url", "media_base_url"])
+@pytest.mark.parametrize("url", ["ftp://cdn.example.net", "cdn.example.net/media", "/media"])
+def test_bad_base_urls_are_refused_at_start(field: str, url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"http:// or https://"):
+        Settings(data_dir=tmp_path, **{field: url})  # type: ignore[arg-type]

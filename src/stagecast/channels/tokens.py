@@ -14,7 +14,7 @@ it, so a player that was handed one URL keeps the token on every request it make
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
 from stagecast.signing import BadSignature, sign, unsign
@@ -78,15 +78,19 @@ def carry(text: str, query: Mapping[str, str | None]) -> str:
     kept = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items() if v)
     if not kept:
         return text
+    return rewrite_uris(text, lambda uri: f"{uri}{'&' if '?' in uri else '?'}{kept}")
 
-    def extended(uri: str) -> str:
-        return f"{uri}{'&' if '?' in uri else '?'}{kept}"
 
+def rewrite_uris(text: str, change: Callable[[str], str]) -> str:
+    """Return playlist ``text`` with every URI replaced by ``change(uri)``.
+
+    URIs are the lines that are not tags, and every ``URI="..."`` attribute of a tag.
+    """
     lines = []
     for line in text.splitlines():
         if line and not line.startswith("#"):
-            line = extended(line)
+            line = change(line)
         elif 'URI="' in line:
-            line = _URI_ATTRIBUTE.sub(lambda m: f'URI="{extended(m.group(1))}"', line)
+            line = _URI_ATTRIBUTE.sub(lambda m: f'URI="{change(m.group(1))}"', line)
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -144,12 +144,15 @@ class SpoolState:
 class ObjectStorage:
     """Write-once media in a bucket, written through a bounded spool on the local disk."""
 
+    signs_urls = True
+
     def __init__(
         self,
         store: S3Store,
         spool: Path,
         *,
         max_bytes: int,
+        prefix: str = "",
         describe: str = "the bucket",
         recent_files: int = 64,
     ) -> None:
@@ -157,6 +160,7 @@ class ObjectStorage:
         self.spool = spool.resolve()
         self.spool.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.prefix = prefix.strip("/")
         self.describe = describe
         self._lanes: dict[str, _Lane] = {}
         self._bytes = 0
@@ -442,7 +446,12 @@ class ObjectStorage:
         self._bytes -= item.size
         self._files -= 1
 
-    def url(self, path: str, *, expires: float) -> str:
+    def key(self, path: str) -> str:
+        """Return the object key of ``path`` (under the bucket's prefix)."""
+        check_path(path)
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def signed_url(self, path: str, *, expires: float) -> str:
         """Return a presigned GET URL of ``path`` that expires after ``expires`` seconds."""
         check_path(path)
         return obstore.sign(self._store, "GET", path, timedelta(seconds=expires))

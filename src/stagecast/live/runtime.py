@@ -60,6 +60,7 @@ def open_storage(settings: Settings) -> SegmentStorage:
         open_store(bucket, timeout=settings.storage_timeout),
         settings.data_dir / "spool",
         max_bytes=settings.storage_spool_bytes,
+        prefix=prefix,
         describe=f"bucket {name}",
     )
 

@@ -66,6 +66,9 @@ def check_path(path: str) -> None:
 class SegmentStorage(Protocol):
     """Write-once media storage (``LocalStorage``, or ``live.objects.ObjectStorage``)."""
 
+    # Whether ``signed_url`` makes URLs (a bucket does; a local disk does not).
+    signs_urls: bool
+
     async def start(self) -> int:
         """Start background work (uploads left from a previous run); return their count."""
 
@@ -90,6 +93,12 @@ class SegmentStorage(Protocol):
     async def sizes(self, prefix: str) -> dict[str, int]:
         """Return the size of every stored file under ``prefix`` (a session), by path."""
 
+    def key(self, path: str) -> str:
+        """Return the name a CDN or the bucket's endpoint knows ``path`` by."""
+
+    def signed_url(self, path: str, *, expires: float) -> str | None:
+        """Return a URL that opens ``path`` for ``expires`` seconds (None: none can be made)."""
+
     def pending(self, prefix: str) -> int:
         """Return how many files under ``prefix`` are written but not stored for good yet."""
 
@@ -99,6 +108,8 @@ class SegmentStorage(Protocol):
 
 class LocalStorage:
     """Media on the local disk (or a shared mount) under ``root``."""
+
+    signs_urls = False
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root.resolve()
@@ -149,6 +160,15 @@ class LocalStorage:
             if file.is_file() and not file.name.endswith(".tmp"):
                 found[file.relative_to(self.root).as_posix()] = file.stat().st_size
         return found
+
+    def key(self, path: str) -> str:
+        """Return ``path`` itself (a web server serving the media root knows it so)."""
+        check_path(path)
+        return path
+
+    def signed_url(self, path: str, *, expires: float) -> None:
+        """Return None: a local disk has no signed URLs (Stagecast serves private media)."""
+        return
 
     def pending(self, prefix: str) -> int:
         """Every write is stored when it returns: 0."""

@@ -41,7 +41,7 @@ from stagecast.live.storage import media_path, session_path, stored_reply
 from stagecast.vod import service
 from stagecast.vod.building import MASTER, PLAYLIST
 from stagecast.vod.library import Vod
-from stagecast.vod.lookups import Lookups
+from stagecast.vod.lookups import Links, Lookups
 from stagecast.vod.runtime import VodsDep
 from stagecast.vod.schemas import playback_url, thumbnail_url
 
@@ -93,7 +93,10 @@ async def answer(
     found, token = await _ready(core, lookups, vod_id, token, identify)
     path = media_path(found.channel_id, found.session_id, rendition, filename)
     if is_playlist:
-        return await _playlist(lookups, found, path, token, request.if_none_match)
+        links = _links(lookups, found, token)
+        if links is not Links.HERE:  # the URIs are absolute: nothing to carry a token to
+            token = None
+        return await _playlist(lookups, found, path, token, request.if_none_match, links)
     media_type = "video/mp4" if filename.endswith(".mp4") else "video/iso.segment"
     return await _file(live, found, path, media_type)
 
@@ -140,15 +143,34 @@ def _scope(found: Vod) -> str:
     return "private" if found.effective_visibility == "private" else "public"
 
 
+def _links(lookups: Lookups, found: Vod, token: str | None) -> Links:
+    """Where a rendition playlist's media URIs point for this caller.
+
+    With ``STAGECAST_MEDIA_BASE_URL`` a VOD open to everyone points at it; one that needs a
+    token or a signed-in viewer gets presigned, expiring URLs of the bucket (on a local disk,
+    none: its media stays here, behind the token).
+    """
+    if lookups.media_base_url is None:
+        return Links.HERE
+    if _scope(found) == "private" or token:
+        return Links.SIGNED if lookups.signs_urls else Links.HERE
+    return Links.BASE
+
+
 async def _playlist(
-    lookups: Lookups, found: Vod, path: str, token: str | None, if_none_match: str | None
+    lookups: Lookups,
+    found: Vod,
+    path: str,
+    token: str | None,
+    if_none_match: str | None,
+    links: Links = Links.HERE,
 ) -> Reply:
     """Answer with the playlist at ``path`` (``token`` carried into every URI), or 304.
 
     Without a token the bytes rendered once are sent as they are; with one, the ETag names
     the playlist and the token together, so a 304 still costs no rewrite.
     """
-    rendered: Rendered = await lookups.playlist(path)
+    rendered: Rendered = await lookups.playlist(path, links)
     etag = rendered.etag
     if token:
         digest = hashlib.blake2b(token.encode(), digest_size=8).hexdigest()

@@ -24,10 +24,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from enum import Enum
+from urllib.parse import quote
 
 from stagecast.bus import Bus, BusUnavailable, Gap, Subscription
 from stagecast.bus.base import Payload
 from stagecast.cache import TtlCache
+from stagecast.channels import tokens
 from stagecast.channels.service import CHANNEL_CHANGED_TOPIC
 from stagecast.db import Database
 from stagecast.errors import NotFound
@@ -45,6 +48,15 @@ FACTS_ENTRIES = 10_000
 PLAYLIST_TTL = 600.0  # seconds a rendered playlist is kept (they never change)
 # A rendition playlist lists about 30 bytes per 2 s segment: a 4-hour VOD's is about 220 KB.
 PLAYLIST_ENTRIES = 512
+SIGNED_SECONDS = 6 * 3600.0  # a signed media URL opens its file this long (a long VOD plays)
+
+
+class Links(Enum):
+    """Where the media URIs of a VOD playlist point."""
+
+    HERE = "here"  # relative: this server serves the files
+    BASE = "base"  # STAGECAST_MEDIA_BASE_URL + the file's key (a CDN, the bucket's endpoint)
+    SIGNED = "signed"  # presigned, expiring URLs of the bucket (private VODs)
 
 
 class Lookups:
@@ -58,6 +70,7 @@ class Lookups:
         *,
         facts_ttl: float = FACTS_TTL,
         clock: Callable[[], float] = time.monotonic,
+        media_base_url: str | None = None,
     ) -> None:
         self._db = db
         self._bus = bus
@@ -68,6 +81,12 @@ class Lookups:
         self.playlists: TtlCache[str, Rendered] = TtlCache(
             max_entries=PLAYLIST_ENTRIES, ttl=PLAYLIST_TTL, clock=clock
         )
+        # Where VOD media is fetched from, when not here (STAGECAST_MEDIA_BASE_URL).
+        self.media_base_url = media_base_url.rstrip("/") if media_base_url else None
+        self.signs_urls = storage.signs_urls
+        self.signed: TtlCache[str, Rendered] = TtlCache(
+            max_entries=PLAYLIST_ENTRIES, ttl=SIGNED_SECONDS / 4, clock=clock
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def vod(self, vod_id: int) -> Vod | None:
@@ -77,8 +96,12 @@ class Lookups:
         """
         return await self.facts.get(vod_id, lambda: service.find(self._db, vod_id))
 
-    async def playlist(self, path: str) -> Rendered:
-        """Return the playlist stored at ``path``, rendered once. Raises NotFound."""
+    async def playlist(self, path: str, links: Links = Links.HERE) -> Rendered:
+        """Return the playlist stored at ``path``, rendered once. Raises NotFound.
+
+        ``links`` says where its media URIs point (see ``Links``): the forms are kept apart,
+        a signed one only for a fraction of its signatures' lifetime.
+        """
 
         async def load() -> Rendered:
             try:
@@ -86,7 +109,28 @@ class Lookups:
             except (FileNotFoundError, StorageError, UnicodeDecodeError) as exc:
                 raise NotFound("not found") from exc
 
-        return await self.playlists.get(path, load)
+        stored = await self.playlists.get(path, load)
+        if links is Links.HERE or self.media_base_url is None:
+            return stored
+        if links is Links.BASE:
+            return await self.playlists.get(
+                f"{path}#base", lambda: self._linked(path, stored, signed=False)
+            )
+        return await self.signed.get(path, lambda: self._linked(path, stored, signed=True))
+
+    async def _linked(self, path: str, stored: Rendered, *, signed: bool) -> Rendered:
+        folder = path.rsplit("/", 1)[0]
+        base = self.media_base_url
+
+        def change(uri: str) -> str:
+            if "://" in uri or uri.endswith(".m3u8") or "/" in uri:
+                return uri  # not a media file beside the playlist
+            target = f"{folder}/{uri}"
+            if signed:
+                return self._storage.signed_url(target, expires=SIGNED_SECONDS) or uri
+            return f"{base}/{quote(self._storage.key(target))}"
+
+        return Rendered.of(tokens.rewrite_uris(stored.text, change))
 
     async def announce(self, change: VodChanged) -> None:
         """Drop VOD ``change.vod_id`` here at once, then tell every process (after commit).

@@ -28,7 +28,7 @@ async def start_vods(core: Core, live: Live, stack: AsyncExitStack) -> Vods:
 
     Call it before ``start_live``, as ``start_vod`` says. Both stop on shutdown.
     """
-    lookups = Lookups(core.db, core.bus, live.storage)
+    lookups = Lookups(core.db, core.bus, live.storage, media_base_url=core.settings.media_base_url)
     await lookups.start()
     stack.push_async_callback(lookups.close)
     return Vods(start_vod(core, live, stack), lookups)
