@@ -103,3 +103,26 @@ async def test_another_node_serves_the_live_edge_from_its_memory(
         assert {r.status_code for r in same} == {200}
         # A request too far ahead is refused on B as on A.
         assert (await on_b.get(url, params={"_HLS_msn": edge + 10})).status_code == 400
+
+
+async def test_the_sessions_of_a_node_gone_silent_are_ended_by_another(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    """Node A stops beating (to the others it is dead, as after a crash): node B puts its
+    session into reconnecting, A lets its publisher go, and with no encoder back within the
+    grace window the session ends: nothing stays live forever."""
+    a, b = nodes
+    key = await make_channel(a, "orphaned")
+    async with (
+        httpx.AsyncClient(base_url=b.url, timeout=10) as on_b,
+        publish(a, key, 60) as encoder,
+    ):
+        await wait_for(on_b, "/api/v1/channels/orphaned/live", lambda s: s["live"], 30)
+        await a.runtime.live.manager.nodes.close()  # its heartbeat key is gone at once
+        ended = await wait_for(
+            on_b, "/api/v1/channels/orphaned/live", lambda s: s["state"] == "offline", 40
+        )
+        async with asyncio.timeout(20):
+            await encoder.wait()  # A let the publisher go when the session left it
+    assert ended["live"] is False
+    assert a.runtime.live.manager.sessions() == []  # A holds nothing of it any more

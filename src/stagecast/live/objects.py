@@ -476,13 +476,15 @@ def _lane_key(path: str) -> str:
 
 
 def _write_file(target: Path, data: bytes) -> None:
-    """Write ``data`` at ``target`` durably (temp file, fsync, rename)."""
+    """Write ``data`` at ``target`` (temp file + rename: whole or not there).
+
+    No fsync: the live edge waits for this write, and a killed process loses nothing the
+    kernel holds; a power cut may lose the last seconds, as with ``LocalStorage``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}{_TEMP_SUFFIX}")
     with open(temp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())  # the spool is what the bucket is owed: it must survive
     os.replace(temp, target)
 
 
