@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from stagecast.config import Settings
 from stagecast.errors import ServiceUnavailable
-from stagecast.live.objects import ObjectStorage, parse_storage_url
+from stagecast.live.objects import ObjectStorage, _Item, _next_batch, parse_storage_url
 from stagecast.live.runtime import open_storage
 from stagecast.live.storage import StorageError
 from tests.s3 import S3Server
@@ -201,3 +202,19 @@ def test_bad_storage_urls_are_refused_at_start(url: str, tmp_path: Path) -> None
 def test_bad_base_urls_are_refused_at_start(field: str, url: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"http:// or https://"):
         Settings(data_dir=tmp_path, **{field: url})  # type: ignore[arg-type]
+
+
+def test_a_playlist_goes_up_only_after_what_was_written_before_it() -> None:
+    """A lane uploads the media before a playlist together, then the playlist alone, then
+    what came after: the bucket never holds a playlist naming an object it does not have."""
+    lane = deque(
+        _Item(path, "replace" if path.endswith(".m3u8") else "create", 1, 0.0)
+        for path in ("1/2/a/seg-1.m4s", "1/2/a/seg-2.m4s", "1/2/a/index.m3u8", "1/2/a/seg-3.m4s")
+    )
+    batches = []
+    while lane:
+        batch = list(_next_batch(lane))
+        batches.append([item.path.rsplit("/", 1)[1] for item in batch])
+        for item in batch:
+            lane.remove(item)
+    assert batches == [["seg-1.m4s", "seg-2.m4s"], ["index.m3u8"], ["seg-3.m4s"]]
