@@ -6,6 +6,13 @@ of those hold the server's sockets. ``HeaderDeadlineProtocol`` gives every reque
 ``http_header_timeout`` seconds from its first byte (the first request: from the connection)
 to the end of its headers, then closes the connection. Bodies are not bounded by it: an
 HTTP push streams for as long as the broadcast.
+
+On shutdown (Ctrl-C, SIGTERM) uvicorn lets every request in progress finish, for up to
+``timeout_graceful_shutdown`` seconds, then cancels it with an ERROR. An event stream never
+finishes by itself, so ``HeaderDeadlineProtocol.shutdown`` ends it at once instead: the
+client gets the body's last chunk (a complete response; EventSource reconnects later), and
+the app hears that its client left (Starlette then stops the stream, no traceback). Chat
+sockets get their close frame (1012, service restart) from uvicorn itself.
 """
 
 from __future__ import annotations
@@ -67,6 +74,27 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         """The headers are in (also before a WebSocket upgrade): no deadline any more."""
         self._begun = None
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown; end an endless response (an event stream) right away.
+
+        A chunked response that has started is one of those in this app (every other
+        response has a length); the requests still waiting for their response finish as
+        uvicorn lets them.
+        """
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started or cycle.response_complete:
+            super().shutdown()
+            return
+        if not cycle.chunked_encoding:
+            super().shutdown()
+            return
+        if not self.transport.is_closing():
+            self.transport.write(b"0\r\n\r\n")  # the end of the body: the client is told
+        cycle.response_complete = True  # what the app sends from now on is dropped
+        cycle.keep_alive = False
+        cycle.message_event.set()  # its receive() now says the client left
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the timer with the connection."""
