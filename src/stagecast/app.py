@@ -26,7 +26,7 @@ from stagecast.runtime import open_runtime
 from stagecast.studio.router import router as studio_router
 from stagecast.vod.hls import router as vod_hls_router
 from stagecast.vod.router import router as vod_router
-from stagecast.web import errors, health, openapi, pages, prometheus, replay
+from stagecast.web import errors, front, health, openapi, pages, prometheus, replay
 from stagecast.web.edge import MediaEdge
 from stagecast.web.prometheus import HttpMetrics
 from stagecast.webhooks.router import router as webhooks_router
@@ -72,6 +72,7 @@ def create_app(
     errors.install(app)
     app.include_router(health.router)
     app.include_router(auth_router)
+    app.include_router(front.router)
     app.include_router(channels_router)
     app.include_router(chat_router)
     app.include_router(live_router)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from stagecast.db.schema import IdType, UTCDateTime, metadata
@@ -20,6 +21,7 @@ VISIBILITIES = ("public", "unlisted", "private")
 PROFILES = ("passthrough", "abr")
 # Delivery of the channel's next session: LL-HLS parts and blocking reloads, or whole segments.
 LATENCIES = ("low", "standard")
+NEXT_INFO_MAX = 200  # code points
 
 channel = Table(
     "channel",
@@ -33,6 +35,8 @@ channel = Table(
     Column("profile", String(16), nullable=False),
     Column("dvr_window_seconds", Integer, nullable=False),
     Column("latency", String(16), nullable=False, server_default="low"),
+    # What the owner says about the next stream ("Fridays 20:00 UTC"), on the offline slate.
+    Column("next_info", String(200), nullable=False, server_default=""),
     # Stream key: a lookup id (unique, indexed) and the SHA-256 of the secret part.
     Column("key_lookup", String(32), nullable=False, unique=True),
     Column("key_hash", String(64), nullable=False),
@@ -44,6 +48,13 @@ channel = Table(
     CheckConstraint("profile IN ('passthrough', 'abr')", name="profile"),
     CheckConstraint("latency IN ('low', 'standard')", name="latency"),
     Index("ix_channel_owner_id", "owner_id", "id"),
+    # The public directory's keyset pages (``GET /api/v1/channels`` signed out).
+    Index(
+        "ix_channel_public",
+        "id",
+        sqlite_where=text("visibility = 'public'"),
+        postgresql_where=text("visibility = 'public'"),
+    ),
 )
 
 channel_moderator = Table(

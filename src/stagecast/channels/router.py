@@ -1,17 +1,18 @@
-"""HTTP endpoints for channels, stream keys and moderators."""
+"""HTTP endpoints for channels, stream keys and moderators.
+
+The list of channels (``GET /api/v1/channels``: the public directory, or the caller's own) is
+``stagecast.web.front``'s: the directory shows live state and viewers, which live above here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from stagecast.auth.deps import AccountDep, CoreDep
 from stagecast.channels import service
 from stagecast.channels.policy import Action, Grant, require
 from stagecast.channels.schemas import (
     ChannelCreateIn,
-    ChannelList,
     ChannelOut,
     ChannelPatchIn,
     ChannelWithKeyOut,
@@ -31,19 +32,6 @@ def rtmp_url(core: Core, request: Request) -> str:
     port = core.settings.rtmp_port
     suffix = "" if port == 1935 else f":{port}"
     return f"rtmp://{host}{suffix}/live"
-
-
-@router.get("", response_model=ChannelList)
-async def list_channels(
-    request: Request,
-    account: AccountDep,
-    core: CoreDep,
-    all: Annotated[bool, Query()] = False,
-) -> ChannelList:
-    """List the caller's channels; admins see every channel with ``all=true``."""
-    found = await service.list_channels(core.db, account, all_channels=all)
-    url = rtmp_url(core, request)
-    return ChannelList(items=[ChannelOut.of(c, url) for c in found])
 
 
 @router.post("", response_model=ChannelWithKeyOut, status_code=201, responses=error_responses(409))

@@ -8,12 +8,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagecast.channels import tokens
+from stagecast.channels.models import NEXT_INFO_MAX
 from stagecast.channels.service import Channel, Moderator
 
 Visibility = Literal["public", "unlisted", "private"]
 Profile = Literal["passthrough", "abr"]
 Latency = Literal["low", "standard"]
 
+_NEXT = (
+    'What you say about the next stream ("Fridays 20:00 UTC"), shown to viewers on the '
+    "channel page while it is offline; empty: nothing shown."
+)
 _LATENCY = (
     "low: Low-Latency HLS (parts of about a third of a second, about 2 s behind live); "
     "standard: whole segments (about 4-6 s behind). Applies from the next session."
@@ -45,6 +50,7 @@ class ChannelPatchIn(BaseModel):
     profile: Profile | None = None
     dvr_window_seconds: int | None = Field(default=None, ge=0, le=21600)
     latency: Latency | None = Field(default=None, description=_LATENCY)
+    next_info: str | None = Field(default=None, max_length=NEXT_INFO_MAX, description=_NEXT)
 
 
 class ModeratorIn(BaseModel):
@@ -70,6 +76,7 @@ class ChannelOut(BaseModel):
     profile: Profile
     dvr_window_seconds: int
     latency: Latency = Field(description=_LATENCY)
+    next_info: str = Field(description=_NEXT)
     rtmp_url: str
     key_rotated_at: datetime
     created_at: datetime
@@ -89,6 +96,7 @@ class ChannelOut(BaseModel):
             profile=found.profile,
             dvr_window_seconds=found.dvr_window_seconds,
             latency=found.latency,
+            next_info=found.next_info,
             key_rotated_at=found.key_rotated_at,
             created_at=found.created_at,
             updated_at=found.updated_at,

@@ -19,6 +19,7 @@ from stagecast.bus import Bus
 from stagecast.bus.topics import Topic
 from stagecast.channels.models import (
     LATENCIES,
+    NEXT_INFO_MAX,
     PROFILES,
     VISIBILITIES,
     channel,
@@ -99,6 +100,7 @@ class Channel:
     key_rotated_at: datetime
     created_at: datetime
     updated_at: datetime
+    next_info: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ _CHANNEL_COLUMNS = (
     channel.c.key_rotated_at,
     channel.c.created_at,
     channel.c.updated_at,
+    channel.c.next_info,
 )
 
 
@@ -162,6 +165,8 @@ def _validate_fields(fields: dict[str, Any]) -> None:
         raise Unprocessable("dvr_window_seconds must be 0-21600")
     if "latency" in fields and fields["latency"] not in LATENCIES:
         raise Unprocessable(f"latency must be one of {', '.join(LATENCIES)}")
+    if "next_info" in fields and len(fields["next_info"]) > NEXT_INFO_MAX:
+        raise Unprocessable(f"next_info must be at most {NEXT_INFO_MAX} characters")
 
 
 async def create_channel(
@@ -319,7 +324,8 @@ async def managed_channel(db: Database, viewer: Account, slug: str) -> Channel:
 async def update_channel(
     db: Database, viewer: Account, slug: str, fields: dict[str, Any]
 ) -> Channel:
-    """Apply ``fields`` (title, description, visibility, profile, dvr_window_seconds, latency).
+    """Apply ``fields`` (title, description, visibility, profile, dvr_window_seconds, latency,
+    next_info).
 
     ``profile`` and ``latency`` of a channel on air apply from its next session.
     """
@@ -330,13 +336,15 @@ async def update_channel(
         "profile",
         "dvr_window_seconds",
         "latency",
+        "next_info",
     }
     unknown = set(fields) - allowed_fields
     if unknown:
         raise Unprocessable(f"unknown fields: {', '.join(sorted(unknown))}")
     _validate_fields(fields)
-    if "title" in fields:
-        fields = {**fields, "title": fields["title"].strip()}
+    for name in ("title", "next_info"):
+        if name in fields:
+            fields = {**fields, name: fields[name].strip()}
     target = await managed_channel(db, viewer, slug)
 
     async def unit(conn: AsyncConnection) -> Channel:

@@ -21,8 +21,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    and_,
     bindparam,
     literal_column,
+    or_,
     select,
     tuple_,
 )
@@ -257,6 +259,22 @@ def public_query(
     return _public_statement(channel_public, after is not None), params
 
 
+@functools.cache
+def _everywhere_statement(after: bool) -> Select[Any]:
+    # Served by ``ix_vod_status_created`` (status, created_at, id): newest ready VODs first,
+    # each checked against its channel's visibility until the page is full.
+    inherited = and_(
+        vod.c.visibility == literal_column("'inherit'"),
+        _of_channel(channel.c.visibility) == literal_column("'public'"),
+    )
+    query = select_vods().where(
+        vod.c.deleted_at.is_(None),
+        vod.c.status == literal_column("'ready'"),
+        or_(vod.c.visibility == literal_column("'public'"), inherited),
+    )
+    return _ordered(query, after)
+
+
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise Unprocessable(f"limit must be 1-{MAX_LIMIT}")
@@ -327,5 +345,20 @@ async def channel_page(
     scope = f"public:{channel_id}"
     after = _decode(secret, token, scope)
     rows = await _fetch(db, *public_query(channel_id, channel_public, after, limit))
+    items, next_cursor, has_more = _slice(secret, rows, limit, scope)
+    return Page(items, next_cursor, has_more, None)
+
+
+async def public_page(db: Database, secret: str, *, limit: int, token: str | None) -> Page:
+    """Return one page of every channel's ready, effectively public VODs, newest first.
+
+    For anyone, signed in or not; no total. Raises Unprocessable for a bad limit,
+    BadSignature (400) for a bad cursor.
+    """
+    _check_limit(limit)
+    scope = "public:all"
+    after = _decode(secret, token, scope)
+    params = {"limit": limit + 1, **_position(after)}
+    rows = await _fetch(db, _everywhere_statement(after is not None), params)
     items, next_cursor, has_more = _slice(secret, rows, limit, scope)
     return Page(items, next_cursor, has_more, None)

@@ -1,4 +1,4 @@
-"""HTTP endpoints of the VOD library: the studio's list and edits, a channel's public list.
+"""HTTP endpoints of the VOD library: the studio's list and edits, the public lists.
 
 Thin: parse, call the service (which authorizes through ``channels.policy``), shape. An edit or
 a delete is announced on ``vods.changed`` once it has committed, so every process's playback
@@ -132,4 +132,11 @@ async def channel_vods(
         limit=limit,
         token=cursor,
     )
+    return PublicVodPage.of(page)
+
+
+@router.get("/api/v1/vods", response_model=PublicVodPage)
+async def public_vods(core: CoreDep, limit: Limit = 20, cursor: Cursor = None) -> PublicVodPage:
+    """List every channel's public VODs, newest first (anyone, signed in or not)."""
+    page = await library.public_page(core.db, core.secret_key, limit=limit, token=cursor)
     return PublicVodPage.of(page)
