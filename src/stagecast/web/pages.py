@@ -1,21 +1,33 @@
-"""Server-rendered pages: sign-in and the studio. Data comes from the JSON API in the browser.
+"""Server-rendered pages: the front door, channel pages, sign-in and the studio.
 
-The page handlers only render a template; the scripts call the APIs, which authorize every
-read and change. A page for a channel the caller may not see shows the API's 404 in place.
+The home page (``/``) and a channel's page (``/c/SLUG``) are rendered with their first data
+(channels on air, recent VODs, the offline slate) so they read without scripts; their scripts
+then keep them current from the public APIs. The studio pages only render a template; their
+scripts call the APIs, which authorize every read and change. A channel the caller may not see
+is the 404 page, like an unknown one.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from stagecast import __version__
+from stagecast.auth.deps import CoreDep, MaybeAccountDep
+from stagecast.channels.service import get_channel
+from stagecast.live.runtime import LiveDep
+from stagecast.live.states import ON_AIR
+from stagecast.studio.runtime import StudioDep
+from stagecast.vod import library
+from stagecast.vod.schemas import PublicVodOut
+from stagecast.web import directory
+from stagecast.web.front import directory_out
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -30,17 +42,49 @@ _MAX_NEXT = 2048
 _UNSAFE_IN_NEXT = re.compile(r"[\\\x00-\x20\x7f]")
 
 
-def render(request: Request, name: str, **context: Any) -> HTMLResponse:
+HOME_LIVE = 24  # channels on air on the home page (the API pages through the rest)
+HOME_VODS = 12
+SLATE_VODS = 6
+
+
+def render(
+    request: Request,
+    name: str,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     """Render template ``name`` with the common context."""
     return templates.TemplateResponse(
-        request, name, {"version": __version__, **context}, headers={"Cache-Control": "no-store"}
+        request,
+        name,
+        {"version": __version__, **context},
+        status_code=status_code,
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
-@router.get("/")
-async def home() -> RedirectResponse:
-    """Send visitors to the studio."""
-    return RedirectResponse("/studio", status_code=303)
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, core: CoreDep, studio: StudioDep) -> HTMLResponse:
+    """The public home page: channels on air now, then the recent public VODs."""
+    on_air = await directory.public_channels(
+        core.db, core.secret_key, limit=HOME_LIVE, token=None, live_only=True
+    )
+    vods = await library.public_page(core.db, core.secret_key, limit=HOME_VODS, token=None)
+    return render(
+        request,
+        "home.html",
+        title="Live now",
+        live=(await directory_out(on_air, studio)).items,
+        vods=[PublicVodOut.of(v) for v in vods.items],
+    )
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> RedirectResponse:
+    """Point browsers that ask for /favicon.ico at the SVG icon."""
+    return RedirectResponse("/static/favicon.svg", status_code=308)
 
 
 def _without_dot_segments(path: str) -> str:
@@ -102,9 +146,35 @@ async def library_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/c/{slug}", response_class=HTMLResponse)
-async def viewer_page(request: Request, slug: str) -> HTMLResponse:
-    """The viewer page: player, live state, chat. Access is checked by the APIs it calls."""
-    return render(request, "viewer.html", title=slug, slug=slug)
+async def viewer_page(
+    request: Request,
+    slug: str,
+    core: CoreDep,
+    live: LiveDep,
+    account: MaybeAccountDep,
+    token: Annotated[str | None, Query(max_length=1024)] = None,
+) -> HTMLResponse:
+    """The channel page: player and chat on air, else the offline slate (what comes next, the
+    recent VODs). An unknown channel, or one the caller may not watch, is the 404 page."""
+    found = await live.lookups.watchable(slug, token, account)
+    channel = await get_channel(core.db, found.slug)
+    vods = await library.channel_page(
+        core.db,
+        found.channel_id,
+        found.visibility == "public",
+        core.secret_key,
+        limit=SLATE_VODS,
+        token=None,
+    )
+    return render(
+        request,
+        "viewer.html",
+        title=channel.title,
+        slug=found.slug,
+        channel=channel,
+        on_air=found.session_id is not None and found.state in ON_AIR,
+        vods=[PublicVodOut.of(v) for v in vods.items],
+    )
 
 
 @router.get("/studio/channels/{slug}", response_class=HTMLResponse)
