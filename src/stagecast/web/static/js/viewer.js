@@ -66,6 +66,7 @@
     show(status.state);
     const playable = status.session_id !== null && status.state !== "idle";
     offline.hidden = playable;
+    video.hidden = !playable; // the offline slate stands in for the player
     if (playable && playingSession !== status.session_id) {
       if (player) player.destroy();
       // The channel's latency picks the player's mode; a session keeps the setting it opened with,
