@@ -23,6 +23,8 @@ from stagecast.ingest.runtime import HasIngest, Ingest, start_ingest
 from stagecast.live.objects import ObjectStorage
 from stagecast.live.runtime import HasLive, Live, open_live, start_live
 from stagecast.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from stagecast.restream.runner import Restreamer
+from stagecast.restream.runtime import HasRestream, start_restream
 from stagecast.stats import StatsSource
 from stagecast.studio.runtime import HasStudio, Studio, start_studio
 from stagecast.vod.runtime import HasVods, Vods, start_vods
@@ -40,6 +42,7 @@ class Runtime:
     live: Live
     vod: Vods
     webhooks: Webhooks
+    restream: Restreamer
     studio: Studio
     ingest: Ingest
     chat: Chat
@@ -58,6 +61,7 @@ async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bo
     # from a crash, and each must still become a VOD and a stream.ended webhook.
     vod = await start_vods(core, live, stack)
     webhooks = await start_webhooks(core, live, stack)
+    restream = await start_restream(core, live, stack)
     studio = await start_studio(core, live, stack, on_live=webhooks.dispatcher.stream_started)
     await start_live(live, stack)
     # Encoders only once their sessions can start; ingest stops first on shutdown.
@@ -65,14 +69,19 @@ async def open_runtime(settings: Settings, stack: AsyncExitStack, *, migrate: bo
     chat = await start_chat(core, stack)
     exporter = build_exporter(
         core,
-        [*studio.sources(), *webhooks.sources(), *_counters(live, vod.worker, chat)],
+        [
+            *studio.sources(),
+            *webhooks.sources(),
+            restream.stats(),
+            *_counters(live, vod.worker, chat),
+        ],
         [IngestCollector(studio.ingest)],
     )
     primary = None
     if settings.worker_index and settings.primary_socket is not None:
         primary = Primary(settings.primary_socket)
         stack.push_async_callback(primary.close)
-    return Runtime(core, live, vod, webhooks, studio, ingest, chat, exporter, primary)
+    return Runtime(core, live, vod, webhooks, restream, studio, ingest, chat, exporter, primary)
 
 
 async def open_core(settings: Settings, stack: AsyncExitStack) -> Core:
@@ -121,6 +130,6 @@ def _counters(live: Live, vod: VodWorker, chat: Chat) -> list[StatsSource]:
 
 def _conforms(
     runtime: Runtime,
-) -> tuple[HasCore, HasLive, HasVods, HasIngest, HasStudio, HasChat, HasExporter]:
+) -> tuple[HasCore, HasLive, HasVods, HasIngest, HasStudio, HasChat, HasExporter, HasRestream]:
     """Type-check only: ``Runtime`` has the field each domain's dependency reads."""
-    return runtime, runtime, runtime, runtime, runtime, runtime, runtime
+    return runtime, runtime, runtime, runtime, runtime, runtime, runtime, runtime

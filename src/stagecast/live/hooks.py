@@ -56,6 +56,22 @@ class MediaEvent:
 
 
 @dataclass(frozen=True)
+class ListedSegment:
+    """A segment just listed, with its bytes and its init segment's (for restreaming).
+
+    Observers run on the live edge: they may only hand the bytes on (O(1), no I/O).
+    """
+
+    session_id: int
+    channel_id: int
+    rendition: str
+    epoch: int
+    sequence: int
+    init: bytes
+    data: bytes
+
+
+@dataclass(frozen=True)
 class ViewEvent:
     """A player fetched a live media playlist (one per viewer and refresh)."""
 
@@ -68,6 +84,8 @@ EndHook = Callable[[AsyncConnection, EndedSession], Awaitable[None]]
 SegmentObserver = Callable[[SegmentEvent], None]
 MediaObserver = Callable[[MediaEvent], None]
 ViewObserver = Callable[[ViewEvent], None]
+ListedObserver = Callable[[ListedSegment], None]
+ClosedObserver = Callable[[int], None]  # a session this process held closed its playlists
 
 
 @dataclass
@@ -78,3 +96,5 @@ class SessionHooks:
     on_segment: list[SegmentObserver] = field(default_factory=list)
     on_media: list[MediaObserver] = field(default_factory=list)
     on_view: list[ViewObserver] = field(default_factory=list)
+    on_listed: list[ListedObserver] = field(default_factory=list)
+    on_closed: list[ClosedObserver] = field(default_factory=list)

@@ -33,7 +33,7 @@ from stagecast.live import service
 from stagecast.live.archiver import Archiver
 from stagecast.live.bandwidth import BandwidthStats
 from stagecast.live.fmp4 import InitInfo, MediaError, SegmentInfo, parse_init, parse_segment
-from stagecast.live.hooks import SegmentEvent, SessionHooks
+from stagecast.live.hooks import ListedSegment, SegmentEvent, SessionHooks
 from stagecast.live.hot import HotMedia, MediaKey
 from stagecast.live.lowlatency import (
     LowLatencyPlaylist,
@@ -429,6 +429,27 @@ class LiveSession:
             info.starts_with_keyframe,
             time.perf_counter() - slot.received,
         )
+        if self.deps.hooks.on_listed:
+            self._hand_on(rendition, slot)
+
+    def _hand_on(self, rendition: Rendition, slot: _Slot) -> None:
+        init = rendition.inits.get(slot.record.epoch)
+        if init is None:
+            return
+        listed = ListedSegment(
+            self.id,
+            self.channel_id,
+            rendition.name,
+            slot.record.epoch,
+            slot.record.sequence,
+            init,
+            slot.data,
+        )
+        for observer in self.deps.hooks.on_listed:
+            try:
+                observer(listed)
+            except Exception:  # an observer must never break ingest
+                log.exception("listed-segment observer failed")
 
     def _hold(self, rendition: Rendition, slot: _Slot) -> None:
         """Serve the listed segment from memory; forget the ones that left the window."""
@@ -661,6 +682,11 @@ class LiveSession:
             self._save_later(rendition)
         self._share_master()
         self._release_hot()
+        for observer in self.deps.hooks.on_closed:
+            try:
+                observer(self.id)
+            except Exception:
+                log.exception("session-closed observer failed")
         await self._archiver.flush(10.0)
         await self._archiver.close()
 

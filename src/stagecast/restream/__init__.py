@@ -1,0 +1,1 @@
+"""Restreaming (simulcast): a live channel's source stream copied to other platforms over RTMP."""
