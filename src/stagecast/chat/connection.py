@@ -30,6 +30,7 @@ from stagecast.chat.peer import Peer, outgoing
 from stagecast.chat.rules import ChannelRules
 from stagecast.chat.runtime import Chat, chat_of
 from stagecast.config import Settings
+from stagecast.db.schema import utcnow
 from stagecast.errors import BadRequest, StagecastError, TooManyRequests
 from stagecast.live.lookups import Lookups
 from stagecast.live.runtime import live_of
@@ -229,11 +230,11 @@ async def _greet(
 
 async def _hello(chat: Chat, session: _Session, room: Room) -> frames.Hello:
     access, account = session.access, session.account
-    timeout_until = None
+    timeout = frames.Timeout(None)
     if account is not None:
         restriction = await chat.rules.restriction(access.channel_id, account.id)
         if restriction is not None:
-            timeout_until = restriction.expires_at
+            timeout = frames.Timeout.at(restriction.expires_at, utcnow())
     powers = frames.Powers(
         delete=allowed(access, Action.DELETE_MESSAGE),
         timeout=allowed(access, Action.TIMEOUT),
@@ -247,9 +248,10 @@ async def _hello(chat: Chat, session: _Session, room: Room) -> frames.Hello:
         can_post=account is not None and allowed(access, Action.POST),
         moderator=powers if powers.granted else None,
         slow_mode=session.rules.slow_mode_seconds,
-        timeout_until=timeout_until,
+        timeout_until=timeout.until,
         max_length=chat.settings.chat_max_length,
         heartbeat=chat.settings.chat_heartbeat_seconds,
+        timeout_remaining=timeout.remaining,
     )
 
 

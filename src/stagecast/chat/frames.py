@@ -5,9 +5,9 @@ is the one way a server frame becomes the text a socket receives, ``parse`` the 
 client's text becomes a frame. The README ("Chat") documents the same frames; the browser's
 ``chat.js`` reads them, so field names and values here are the wire format.
 
-The frames a channel's room fans out (``Message``, ``Deleted``, ``Review``, ``Reviewed``) also
-travel on the bus inside ``hub.ChatEvent``; their fields are therefore plain JSON values,
-datetimes and nested frozen dataclasses.
+The frames a channel's room fans out (``Message``, ``Deleted``, ``Purged``, ``Review``,
+``Reviewed``) also travel on the bus inside ``hub.ChatEvent``; their fields are therefore plain
+JSON values, datetimes, tuples and nested frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ class Hello:
     timeout_until: datetime | None
     max_length: int  # code points
     heartbeat: float  # seconds between pings
+    # Seconds left of the timeout (a client counts down from it, whatever its clock says).
+    timeout_remaining: float | None = None
     type: Literal["hello"] = "hello"
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"timeout_remaining"})
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,14 @@ class Deleted:
 
 
 @dataclass(frozen=True)
+class Purged:
+    """Messages ``ids`` were removed with their author's ban: remove them all."""
+
+    ids: tuple[int, ...]
+    type: Literal["purged"] = "purged"
+
+
+@dataclass(frozen=True)
 class Error:
     """A frame or post was refused (the socket stays open unless a close follows)."""
 
@@ -133,10 +144,26 @@ class Held:
 
 @dataclass(frozen=True)
 class Timeout:
-    """You are timed out until ``until`` (None: lifted)."""
+    """You are timed out until ``until`` (None: lifted), ``remaining`` seconds from now."""
 
     until: datetime | None
+    remaining: float | None = None  # left out of the JSON when None
     type: Literal["timeout"] = "timeout"
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"remaining"})
+
+    @classmethod
+    def at(cls, until: datetime | None, now: datetime) -> Timeout:
+        """Return the frame of a timeout until ``until`` as seen at ``now``."""
+        if until is None:
+            return cls(None)
+        return cls(until, round(max((until - now).total_seconds(), 0.0), 3))
+
+
+@dataclass(frozen=True)
+class RestrictionsChanged:
+    """Moderators only: someone was banned, timed out or released; reload the list."""
+
+    type: Literal["restrictions"] = "restrictions"
 
 
 @dataclass(frozen=True)
@@ -212,9 +239,11 @@ ServerFrame = (
     | Resumed
     | Reset
     | Deleted
+    | Purged
     | Error
     | Held
     | Timeout
+    | RestrictionsChanged
     | Settings
     | Review
     | Reviewed
@@ -223,7 +252,7 @@ ServerFrame = (
 )
 ClientFrame = Post | Ping | Pong
 # What a channel's room fans out from the bus (``hub.ChatEvent``); the rest never leaves a process.
-Fanout = Message | Deleted | Review | Reviewed
+Fanout = Message | Deleted | Purged | Review | Reviewed
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from stagecast.chat.peer import Message, Peer, outgoing
 from stagecast.chat.stats import HubStats
 from stagecast.config import Settings
 from stagecast.db import Database
+from stagecast.db.schema import utcnow
 from stagecast.errors import StagecastError
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,11 @@ class Room:
             self._on_message(frame)
         elif isinstance(frame, frames.Deleted):
             self._on_deleted(frame.id)
+            self._announce(frame)
+        elif isinstance(frame, frames.Purged):
+            for message_id in frame.ids:
+                self._on_deleted(message_id)
+            self._announce(frame)
         else:
             self._announce(frame, staff_only=True)
 
@@ -214,12 +220,12 @@ class Room:
             self._fill_at = asyncio.get_running_loop().time() + wait
 
     def _on_deleted(self, message_id: int) -> None:
+        """Make sure message ``message_id`` is never delivered from now on."""
         if message_id > self.last_id:
             self._pending.pop(message_id, None)
             if len(self._suppressed) >= _MAX_SUPPRESSED:
                 self._suppressed.clear()
             self._suppressed.add(message_id)
-        self._announce(frames.Deleted(message_id))
 
     async def _fill(self) -> None:
         """Read the ids still missing below the highest pending one from the database."""
@@ -265,7 +271,9 @@ class Room:
     # Moderation effects on connected sockets.
 
     def restrict(self, account_id: int, until: datetime | None, banned: bool) -> None:
-        """Close a banned account's sockets; tell a timed-out (or released) one until when."""
+        """Close a banned account's sockets; tell a timed-out (or released) one until when;
+        tell the moderators that the list of bans and timeouts changed."""
+        timeout = outgoing(frames.Timeout.at(until, utcnow()))
         for peer in tuple(self.peers):
             if peer.account_id != account_id:
                 continue
@@ -273,7 +281,8 @@ class Room:
                 self.peers.discard(peer)
                 peer.kick(Banned("you are banned from this chat"))
             else:
-                peer.push(outgoing(frames.Timeout(until)))
+                peer.push(timeout)
+        self.broadcast(frames.RestrictionsChanged(), staff_only=True)
 
 
 class Hub:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -332,6 +332,44 @@ async def soft_delete(
         )
     ).one_or_none()
     return int(row[0]) if row is not None else None
+
+
+async def soft_delete_recent(
+    conn: AsyncConnection,
+    channel_id: int,
+    author_id: int,
+    *,
+    since: datetime,
+    at: datetime,
+    actor_id: int,
+    limit: int,
+) -> list[int]:
+    """Mark the author's newest ``limit`` visible messages sent since ``since`` deleted at
+    ``at``, inside the caller's transaction; return their ids, oldest first.
+
+    Messages already marked deleted at exactly ``at`` are returned too, so a transaction re-run
+    after an unknown outcome reports the same ids. Reads the (channel, author, nonce) index.
+    """
+    m = chat_message.c
+    found = await conn.execute(
+        select(m.seq)
+        .where(
+            m.channel_id == channel_id,
+            m.author_id == author_id,
+            m.sent_at >= since,
+            or_(m.deleted_at.is_(None), m.deleted_at == at),
+        )
+        .order_by(m.seq.desc())
+        .limit(limit)
+    )
+    ids = sorted(int(seq) for seq in found.scalars())
+    if ids:
+        await conn.execute(
+            update(chat_message)
+            .where(m.channel_id == channel_id, m.seq.in_(ids), m.deleted_at.is_(None))
+            .values(deleted_at=at, deleted_by=actor_id)
+        )
+    return ids
 
 
 async def exists(conn: AsyncConnection, channel_id: int, seq: int) -> bool:

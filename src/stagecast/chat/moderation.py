@@ -20,7 +20,8 @@ from stagecast import cursors
 from stagecast.auth.models import account
 from stagecast.auth.service import Account
 from stagecast.channels.models import channel_moderator
-from stagecast.channels.policy import Access, Action, require
+from stagecast.channels.policy import Access, Action, allowed, require
+from stagecast.chat import frames, messages
 from stagecast.chat.filters import MAX_FILTERS, FilterRule, FilterSet, InvalidFilter, validate
 from stagecast.chat.models import (
     chat_channel,
@@ -33,10 +34,12 @@ from stagecast.chat.runtime import Chat
 from stagecast.db import Kind
 from stagecast.db.schema import utcnow
 from stagecast.db.upsert import insert_or_update
-from stagecast.errors import Conflict, NotFound
+from stagecast.errors import Conflict, Forbidden, NotFound
 
 MAX_TIMEOUT = 14 * 24 * 3600  # seconds
 MAX_SLOW_MODE = 3600  # seconds
+PURGE_WINDOW = 24 * 3600  # seconds: how far back "remove their recent messages" reaches
+PURGE_LIMIT = 1000  # at most this many of them (the newest), in one transaction
 LOG = "chat.log"
 RESTRICTIONS = "chat.restrictions"
 
@@ -111,6 +114,15 @@ async def _target(conn: AsyncConnection, access: Access, username: str) -> int:
     return int(row.id)
 
 
+@dataclass(frozen=True)
+class Restricted:
+    """The outcome of a ban or timeout: when it ends (None: never), and the ids of the messages
+    removed with it, oldest first."""
+
+    until: datetime | None
+    removed: tuple[int, ...] = ()
+
+
 async def restrict(
     chat: Chat,
     access: Access,
@@ -119,17 +131,24 @@ async def restrict(
     *,
     seconds: int | None,
     reason: str = "",
-) -> datetime | None:
-    """Ban ``username`` (``seconds`` None) or time them out; return when it ends (None: never).
+    purge: bool = False,
+) -> Restricted:
+    """Ban ``username`` (``seconds`` None) or time them out; with ``purge``, also delete their
+    recent messages (the newest ``PURGE_LIMIT`` of the last ``PURGE_WINDOW`` seconds) in the
+    same transaction, and announce their removal to every socket like single deletions.
 
-    A timeout of someone banned is a Conflict (unban first); a ban replaces a timeout.
+    A timeout of someone banned is a Conflict (unban first); a ban replaces a timeout. Raises
+    NotFound (no such user, or not a moderator here) and Forbidden (``purge`` without the
+    delete permission).
     """
     require(access, Action.BAN if seconds is None else Action.TIMEOUT)
+    if purge and not allowed(access, Action.DELETE_MESSAGE):
+        raise Forbidden("removing their messages needs the delete permission")
     now = utcnow()
     until = now + timedelta(seconds=seconds) if seconds is not None else None
     channel_id = access.channel_id
 
-    async def unit(conn: AsyncConnection) -> int:
+    async def unit(conn: AsyncConnection) -> tuple[int, list[int]]:
         target = await _target(conn, access, username)
         where = and_(
             chat_restriction.c.channel_id == channel_id, chat_restriction.c.account_id == target
@@ -150,11 +169,21 @@ async def restrict(
         )
         action, detail = ("ban", reason) if seconds is None else ("timeout", f"{seconds}s {reason}")
         await record(conn, channel_id, actor.id, action, target_id=target, detail=detail.strip())
-        return target
+        removed: list[int] = []
+        if purge:
+            since = now - timedelta(seconds=PURGE_WINDOW)
+            removed = await messages.soft_delete_recent(
+                conn, channel_id, target, since=since, at=now, actor_id=actor.id, limit=PURGE_LIMIT
+            )
+            detail = f"{len(removed)} recent messages"
+            await record(conn, channel_id, actor.id, "purge", target_id=target, detail=detail)
+        return target, removed
 
-    target = await chat.db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="chat_restrict")
+    target, removed = await chat.db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="chat_restrict")
     await chat.announce(Announcement(channel_id, target, banned=seconds is None, until=until))
-    return until
+    if removed:
+        await chat.publish(channel_id, frames.Purged(tuple(removed)))
+    return Restricted(until, tuple(removed))
 
 
 async def release(chat: Chat, access: Access, actor: Account, username: str, *, ban: bool) -> None:

@@ -18,6 +18,7 @@ from stagecast.chat import connection, moderation, review, service
 from stagecast.chat.runtime import Chat, chat_of
 from stagecast.chat.schemas import (
     BanIn,
+    BanOut,
     ChatSettingsIn,
     ChatSettingsOut,
     DecisionOut,
@@ -135,14 +136,27 @@ async def list_restrictions(
     return RestrictionPage(items=[RestrictionOut.of(r) for r in found], next_before=cursor)
 
 
-@router.put("/bans/{username}", response_model=RestrictionOut, responses=error_responses(409))
-async def ban(
-    slug: str, username: str, body: BanIn, chat: ChatDep, caller: AccountDep
-) -> RestrictionOut:
-    """Ban a user from the chat until unbanned; their sockets close (4403) everywhere."""
+@router.put("/bans/{username}", response_model=BanOut, responses=error_responses(409))
+async def ban(slug: str, username: str, body: BanIn, chat: ChatDep, caller: AccountDep) -> BanOut:
+    """Ban a user from the chat until unbanned; their sockets close (4403) everywhere. With
+    ``remove_messages``, their recent messages are deleted too and vanish from every client."""
     access = await service.channel_access(chat, slug, caller)
-    await moderation.restrict(chat, access, caller, username, seconds=None, reason=body.reason)
-    return RestrictionOut(username=username, kind="ban", expires_at=None, reason=body.reason)
+    done = await moderation.restrict(
+        chat,
+        access,
+        caller,
+        username,
+        seconds=None,
+        reason=body.reason,
+        purge=body.remove_messages,
+    )
+    return BanOut(
+        username=username,
+        kind="ban",
+        expires_at=None,
+        reason=body.reason,
+        removed_messages=list(done.removed),
+    )
 
 
 @router.delete("/bans/{username}", status_code=204)
@@ -158,10 +172,12 @@ async def timeout(
 ) -> RestrictionOut:
     """Time a user out: they can read but not post until it ends."""
     access = await service.channel_access(chat, slug, caller)
-    until = await moderation.restrict(
+    done = await moderation.restrict(
         chat, access, caller, username, seconds=body.seconds, reason=body.reason
     )
-    return RestrictionOut(username=username, kind="timeout", expires_at=until, reason=body.reason)
+    return RestrictionOut(
+        username=username, kind="timeout", expires_at=done.until, reason=body.reason
+    )
 
 
 @router.delete("/timeouts/{username}", status_code=204)

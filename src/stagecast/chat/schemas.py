@@ -11,7 +11,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagecast.chat.filters import MAX_PATTERN, FilterRule
-from stagecast.chat.moderation import MAX_SLOW_MODE, MAX_TIMEOUT, RestrictionEntry
+from stagecast.chat.moderation import (
+    MAX_SLOW_MODE,
+    MAX_TIMEOUT,
+    PURGE_LIMIT,
+    PURGE_WINDOW,
+    RestrictionEntry,
+)
 from stagecast.wire import FromRecord
 
 
@@ -55,11 +61,18 @@ class PostOut(BaseModel):
 
 
 class BanIn(BaseModel):
-    """Why someone is banned."""
+    """Why someone is banned, and whether their recent messages go with them."""
 
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=200)
+    remove_messages: bool = Field(
+        default=False,
+        description=(
+            f"Also delete their messages of the last {PURGE_WINDOW // 3600} hours "
+            f"(the newest {PURGE_LIMIT}); needs the delete permission"
+        ),
+    )
 
 
 class TimeoutIn(BaseModel):
@@ -92,6 +105,12 @@ class RestrictionOut(BaseModel):
             created_by=entry.created_by,
             created_at=entry.created_at,
         )
+
+
+class BanOut(RestrictionOut):
+    """A ban just made, and the ids of the messages removed with it (oldest first)."""
+
+    removed_messages: list[int] = Field(default_factory=list)
 
 
 class RestrictionPage(BaseModel):

@@ -1,6 +1,6 @@
-// The chat panel: history over REST, live messages over the chat socket, posting, moderation.
-// Every piece of user text is set with textContent, never parsed as HTML, so markup in a
-// message (an XSS payload included) is shown as the characters it is.
+// The chat panel: history over REST, live messages over the chat socket, posting; moderation
+// is in chat-moderation.js. Every piece of user text is set with textContent, never parsed as
+// HTML, so markup in a message (an XSS payload included) is shown as the characters it is.
 "use strict";
 
 (function () {
@@ -8,7 +8,6 @@
 
   const FINAL_CLOSES = new Set([4401, 4403, 4404]); // unauthorised, banned/cross-site, no channel
   const MAX_LINES = 500;
-  const TIMEOUT_SECONDS = 600;
 
   function initChat(root, slug, options) {
     const opts = options || {};
@@ -17,8 +16,12 @@
     const state = $("state"), notice = $("notice"), review = $("review"), reviewBox = $("review-box");
     const base = "/api/v1/channels/" + encodeURIComponent(slug) + "/chat";
     const lines = new Map(); // message id -> <li>
+    const moderation = window.createChatModeration(root, {
+      base, say: (text) => say(text), timeOf: (iso) => timeOf(iso),
+    });
     let socket = null, lastId = 0, maxLength = 500, heartbeat = 25, watchdog = null;
     let backoff = 1000, retryTimer = null, hello = null, stopped = false, loadedHistory = false;
+    let timeoutTimer = null;
 
     function setState(text, kind) { state.textContent = text; state.dataset.state = kind || ""; }
     function say(text) { notice.textContent = text || ""; }
@@ -36,55 +39,64 @@
       return isNaN(when) ? "" : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     }
 
-    function modButtons(message) {
-      const mod = hello && hello.moderator;
-      if (!mod) return null;
-      const box = el("span", { class: "chat-mod" });
-      const act = (label, title, run) => {
-        const button = el("button", { type: "button", class: "secondary", text: label, title: title });
-        button.addEventListener("click", async () => {
-          button.disabled = true;
-          try { await run(); } catch (e) { say(e.message); } finally { button.disabled = false; }
-        });
-        box.append(button);
-      };
-      const who = encodeURIComponent(message.author);
-      if (mod.delete) act("Delete", "Delete this message for everyone",
-        () => api("DELETE", base + "/messages/" + message.id));
-      if (mod.timeout) act("Timeout", "Time " + message.author + " out for 10 minutes",
-        () => api("PUT", base + "/timeouts/" + who, { seconds: TIMEOUT_SECONDS }));
-      if (mod.ban) act("Ban", "Ban " + message.author + " from this chat", async () => {
-        if (confirm("Ban " + message.author + " from this chat?")) await api("PUT", base + "/bans/" + who, {});
-      });
-      return box;
-    }
-
     function render(message) {
       if (lines.has(message.id)) return;
       const item = el("li", { class: "chat-line", "data-id": String(message.id) },
         el("span", { class: "chat-time", text: timeOf(message.sent_at) }),
         el("span", { class: "chat-author", text: message.author }),
         el("span", { class: "chat-body", text: message.body }));
-      const buttons = modButtons(message);
-      if (buttons) item.append(buttons);
       // Keep id order: live messages usually go last, history goes before them.
       let after = null;
       for (const [id, node] of lines) { if (id > message.id && (!after || id < Number(after.dataset.id))) after = node; }
       const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       log.insertBefore(item, after);
       lines.set(message.id, item);
+      moderation.decorate(item, message);
       lastId = Math.max(lastId, message.id);
-      while (lines.size > MAX_LINES) {
-        const oldest = Math.min(...lines.keys());
-        lines.get(oldest).remove();
-        lines.delete(oldest);
-      }
+      while (lines.size > MAX_LINES) remove(Math.min(...lines.keys()));
       if (stick) log.scrollTop = log.scrollHeight;
     }
 
     function remove(id) {
       const item = lines.get(id);
-      if (item) { item.remove(); lines.delete(id); }
+      if (!item) return;
+      moderation.removing(item);
+      item.remove();
+      lines.delete(id);
+    }
+
+    // -- A timeout: the input is disabled, with the time left, until it ends ---------------
+
+    function clock(seconds) {
+      const m = Math.floor(seconds / 60), s = seconds % 60;
+      return m + ":" + String(s).padStart(2, "0");
+    }
+
+    // `remaining` (seconds) comes from the server, so a wrong clock here does not matter.
+    function timedOut(remaining, until) {
+      clearInterval(timeoutTimer);
+      timeoutTimer = null;
+      const left = $("timeout");
+      if (!(remaining > 0)) {
+        const was = input.disabled;
+        input.disabled = false;
+        left.hidden = true;
+        updateCount();
+        if (was) say("Your timeout has ended: you can chat again.");
+        return;
+      }
+      const ends = performance.now() + remaining * 1000;
+      const tick = () => {
+        const seconds = Math.ceil((ends - performance.now()) / 1000);
+        if (seconds <= 0) { timedOut(0); return; }
+        left.textContent = "Timed out: " + clock(seconds) + " left";
+      };
+      input.disabled = true;
+      left.hidden = false;
+      tick();
+      updateCount();
+      timeoutTimer = setInterval(tick, 1000);
+      say("You are timed out until " + (until ? timeOf(until) : "later") + ".");
     }
 
     function reviewItem(held) {
@@ -167,23 +179,29 @@
           maxLength = frame.max_length;
           heartbeat = frame.heartbeat || heartbeat;
           setState("Live", "live");
+          moderation.start(frame);
           form.hidden = !frame.can_post;
           $("signin").hidden = frame.can_post || frame.user !== null;
           updateCount();
-          if (frame.timeout_until) say("You are timed out until " + timeOf(frame.timeout_until) + ".");
+          timedOut(frame.timeout_remaining, frame.timeout_until);
           if (!loadedHistory) loadHistory();
           loadReview();
           break;
         case "message": render(frame); break;
         case "deleted": remove(frame.id); break;
+        case "purged": frame.ids.forEach(remove); break;
+        case "restrictions": moderation.restrictionsChanged(); break;
         case "reset":
           for (const id of [...lines.keys()]) remove(id);
           lastId = frame.last_id;
           loadHistory();
           break;
-        case "error": say(frame.message + (frame.retry_after ? " (try again in " + Math.ceil(frame.retry_after) + " s)" : "")); break;
+        case "error":
+          if (frame.code === "timed_out" && frame.retry_after) { timedOut(frame.retry_after, null); break; }
+          say(frame.message + (frame.retry_after ? " (try again in " + Math.ceil(frame.retry_after) + " s)" : ""));
+          break;
         case "held": say("Your message is held for review by a moderator."); break;
-        case "timeout": say(frame.until ? "You are timed out until " + timeOf(frame.until) + "." : ""); break;
+        case "timeout": timedOut(frame.until ? frame.remaining : 0, frame.until); break;
         case "settings": say(frame.slow_mode ? "Slow mode: one message every " + frame.slow_mode + " s." : "Slow mode is off."); break;
         case "review": if (opts.canModerate) reviewItem(frame); break;
         case "reviewed": {
@@ -204,7 +222,7 @@
       const used = length(input.value);
       count.textContent = used + " / " + maxLength;
       count.classList.toggle("over", used > maxLength);
-      $("send").disabled = used === 0 || used > maxLength;
+      $("send").disabled = input.disabled || used === 0 || used > maxLength;
     }
 
     function nonce() {
