@@ -1,6 +1,7 @@
 """Chat moderation in Chromium with the keyboard only: Tab reaches a message's buttons, Enter
 acts; a timed-out viewer's input is disabled with the time left until the timeout is lifted;
-a ban removes the user's recent messages for everyone and is lifted from the list."""
+a ban removes the user's recent messages for everyone and is lifted from the list. The host
+moderates from the live dashboard, the viewers watch the channel page; both are audited."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ async def test_keyboard_moderation_is_reversible(browser: Browser, server: Runni
         await make_user(server, who, role)
     await channels.create_channel(db, await get_account(db, "host"), SLUG)
     errors = PageErrors()
-    host = await _open(browser, server, errors, "host", f"/c/{SLUG}")
+    host = await _open(browser, server, errors, "host", f"/studio/channels/{SLUG}/live")
     troll = await _open(browser, server, errors, "troll", f"/c/{SLUG}")
     fan = await _open(browser, server, errors, "fan", f"/c/{SLUG}")
     for text in ("spam one", "spam two", "spam three"):
