@@ -196,7 +196,8 @@ async def test_going_live_is_announced_once_per_session() -> None:
 
 
 async def test_an_ended_session_leaves_a_final_snapshot() -> None:
-    """When the manager lets a session go, its last snapshot (offline) stays for late feeds."""
+    """When the manager lets a session go, its last snapshot (offline, nobody watching) stays
+    for late feeds, with the broadcast's peak and unique viewers."""
     sessions: list[Held] = [FakeSession(4, 2)]
     gone: list[list[int]] = []
 
@@ -204,7 +205,9 @@ async def test_an_ended_session_leaves_a_final_snapshot() -> None:
         gone.append(ids)
 
     publisher, _ingest, _ = make(sessions, on_gone=forget)  # type: ignore[arg-type]
+    publisher.viewers.seen(4, "viewer-0001")
     await publisher.tick()
+    assert publisher.latest[2].viewers.current == 1
     sessions.clear()
     await publisher.tick()
     ended = publisher.ended.peek(2)
@@ -212,6 +215,7 @@ async def test_an_ended_session_leaves_a_final_snapshot() -> None:
     final = wire(ended)
     assert final["state"] == "ended"
     assert final["health"]["verdict"] == "offline"
+    assert final["viewers"] == {"current": 0, "peak": 1, "unique": 1}
     assert gone == [[4]]
     assert 2 not in publisher.latest
 

@@ -11,10 +11,15 @@ address of a viewer feed) and per process, all in this process; past any limit a
 Studio feed events (``event: <name>`` then ``data: <JSON>``):
 
 - ``state``: ``{"state": "live"|"idle"|"reconnecting"|"ended"|"offline", "session_id": 9}``
+- ``history``: once, right after the first ``state`` while on air: the session's last five
+  minutes, ``{"session_id": 9, "items": [{"sampled_at": "...", "viewers": 3,
+  "bitrate_kbps": 2500.1, "verdict": "good"}]}`` (a sample every ``metrics_history_seconds``),
+  so that a reloaded dashboard's charts keep the minutes before the reload
 - ``snapshot``: the publisher's snapshot (``stagecast.studio.snapshots``), every second
 - ``viewers``: ``{"session_id": 9, "current": 4, "peak": 6, "unique": 11}`` when they change
 - ``vod``: what the VOD domain announced on ``vod.<channel_id>``, e.g. ``{"type": "vod.ready",
-  "vod_id": 12, ...}``
+  "vod_id": 12, ...}``; also once as the feed opens when the session has ended (the state
+  says so, or the final snapshot does) and its VOD is ready already
 
 Viewer page feed events: ``status``: ``{"state": ..., "live": true, "session_id": 9,
 "viewers": 4}`` whenever one of those changes.
@@ -32,10 +37,11 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from stagecast.bus import Bus, Gap, Subscription
-from stagecast.errors import TooManyRequests
+from stagecast.errors import StagecastError, TooManyRequests
 from stagecast.live.states import ON_AIR, STATE_TOPIC
+from stagecast.studio.history import Sample
 from stagecast.studio.snapshots import SNAPSHOT_TOPIC, Snapshot
-from stagecast.vod.events import VOD_TOPIC
+from stagecast.vod.events import VOD_TOPIC, VodReady
 
 HEARTBEAT = b": heartbeat\n\n"
 K = TypeVar("K", int, str)
@@ -207,6 +213,9 @@ class FeedContext:
     read_state: Callable[[], Awaitable[tuple[str, int | None]]]  # (state, session id)
     heartbeat: float
     stats: FeedStats
+    # The studio feed's catch-up as it opens: a session's recent samples, its ready VOD.
+    read_history: Callable[[int], Awaitable[list[Sample]]] | None = None
+    read_vod: Callable[[int], Awaitable[VodReady | None]] | None = None
 
 
 async def _subscribe(context: FeedContext, topics: list[str]) -> Merged:
@@ -255,11 +264,15 @@ async def studio_feed(context: FeedContext, snapshot: Snapshot | None) -> AsyncI
         yield b"retry: 3000\n\n"
         state = await context.read_state()
         yield _state_event(state)
+        for chunk in await _history(context, state):  # before the snapshot: charts go forward
+            yield chunk
         viewers: dict[str, Any] | None = None
         if snapshot is not None:
             yield encode("snapshot", SNAPSHOT_TOPIC.encode(snapshot))
             viewers = _viewers(snapshot)
             yield encode("viewers", viewers)
+        for chunk in await _ready_vod(context, state, snapshot):
+            yield chunk
         while True:
             item = await _hear(merged, kinds, context)
             if item is None:
@@ -278,6 +291,47 @@ async def studio_feed(context: FeedContext, snapshot: Snapshot | None) -> AsyncI
                 yield chunk
     finally:
         merged.close()
+
+
+async def _history(context: FeedContext, state: tuple[str, int | None]) -> list[bytes]:
+    """Return the ``history`` event of a feed opened while on air (none off the air).
+
+    Best effort, as the catch-up after it: when the database does not answer, the feed goes
+    on without it.
+    """
+    name, session_id = state
+    if session_id is None or name not in ON_AIR or context.read_history is None:
+        return []
+    try:
+        found = await context.read_history(session_id)
+    except StagecastError:
+        return []
+    items = [
+        {"sampled_at": s.sampled_at, "viewers": s.viewers, "bitrate_kbps": s.bitrate_kbps,
+         "verdict": s.verdict}
+        for s in found
+    ]  # fmt: skip
+    return [encode("history", {"session_id": session_id, "items": items})]
+
+
+async def _ready_vod(
+    context: FeedContext, state: tuple[str, int | None], snapshot: Snapshot | None
+) -> list[bytes]:
+    """Return the ``vod`` event of a session that ended, if its VOD is ready already.
+
+    The session is the one the state names as ended, else the one of the final snapshot kept
+    for late feeds (after the end the channel reads as offline, without a session).
+    """
+    session_id = state[1] if state[0] == "ended" else None
+    if session_id is None and snapshot is not None and snapshot.state == "ended":
+        session_id = snapshot.session_id
+    if session_id is None or context.read_vod is None:
+        return []
+    try:
+        ready = await context.read_vod(session_id)
+    except StagecastError:
+        return []
+    return [] if ready is None else [encode("vod", VOD_TOPIC.encode(ready))]
 
 
 def _state_event(state: tuple[str, int | None]) -> bytes:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stagecast.db import Database, Kind
+from stagecast.db.schema import utcnow
 from stagecast.db.upsert import insert_or_ignore
 from stagecast.live.models import live_session
 from stagecast.studio.models import session_sample
+from stagecast.vod.events import VodReady
+from stagecast.vod.models import vod
 
 MAX_PAGE = 5000
 
@@ -99,6 +102,39 @@ async def samples(
         ]
 
     return await db.run(unit, kind=Kind.READ, name="session_samples")
+
+
+async def recent(db: Database, session_id: int, seconds: float = 300.0) -> list[Sample]:
+    """Return the samples of ``session_id`` of the last ``seconds`` seconds, oldest first.
+
+    What a studio feed sends as it opens, so that a reloaded dashboard's charts start with
+    the minutes before the reload (one indexed read per feed, none per tick).
+    """
+    return await samples(db, session_id, after=utcnow() - timedelta(seconds=seconds))
+
+
+async def ready_vod(db: Database, session_id: int) -> VodReady | None:
+    """Return the announcement of the session's VOD if it is ready (None while it is not).
+
+    What a studio feed opened after the end says about the recording (the ``vod`` event it
+    would have heard while it was processed). Served by the unique index on ``session_id``.
+    """
+
+    async def unit(conn: AsyncConnection) -> VodReady | None:
+        row = (
+            await conn.execute(
+                select(vod.c.id, vod.c.channel_id, vod.c.duration).where(
+                    vod.c.session_id == session_id,
+                    vod.c.status == "ready",
+                    vod.c.deleted_at.is_(None),
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        return VodReady(int(row.id), session_id, int(row.channel_id), float(row.duration or 0.0))
+
+    return await db.run(unit, kind=Kind.READ, name="session_ready_vod")
 
 
 @dataclass(frozen=True)

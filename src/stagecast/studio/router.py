@@ -7,6 +7,7 @@ for anyone, private ones with a playback token (``?token=``) or a staff account.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated
 
@@ -90,7 +91,8 @@ def _address(request: Request) -> str:
 async def studio_events(
     slug: str, core: CoreDep, live: LiveDep, studio: StudioDep, account: MaybeAccountDep
 ) -> EventStream:
-    """Stream the channel's studio events (SSE): ``state``, ``snapshot``, ``viewers``, ``vod``.
+    """Stream the channel's studio events (SSE): ``state``, ``history``, ``snapshot``,
+    ``viewers``, ``vod``.
 
     Owner, moderators and admins only (404 for anyone else); 429 past the connection limits.
     A heartbeat comment is sent when nothing happened for 15 s.
@@ -101,6 +103,8 @@ async def studio_events(
     publisher = studio.publisher
     snapshot = publisher.latest.get(access.channel_id) or publisher.ended.peek(access.channel_id)
     context = _context(core, live, studio, slug, access.channel_id, owners=True)
+    context.read_history = functools.partial(history.recent, core.db)
+    context.read_vod = functools.partial(history.ready_vod, core.db)
     return EventStream(studio_feed(context, snapshot), release)
 
 

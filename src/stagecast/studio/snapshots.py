@@ -537,8 +537,13 @@ class Snapshots:
         for session_id in gone:
             tracked = self._tracked.pop(session_id)
             if tracked.snapshot is not None:
+                last = tracked.snapshot
+                # Nobody watches a stream that ended; peak and unique describe the broadcast.
+                viewers = ViewerFigures(0, last.viewers.peak, last.viewers.unique)
                 finals.append(
-                    replace(tracked.snapshot, state=SessionState.ENDED, health=OFFLINE, at=ended_at)
+                    replace(
+                        last, state=SessionState.ENDED, health=OFFLINE, at=ended_at, viewers=viewers
+                    )
                 )
         self.ingest.retain(current)
         return gone, finals

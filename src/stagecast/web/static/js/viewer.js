@@ -12,9 +12,21 @@
   const query = token ? "?token=" + encodeURIComponent(token) : "";
   const base = "/api/v1/channels/" + encodeURIComponent(slug);
   const LABELS = { live: "LIVE", reconnecting: "Reconnecting…", idle: "Starting…", offline: "Offline", ended: "Offline" };
-  // This page's playback session id: sent with heartbeats and on the master playlist URL, so the
-  // page and its player count as one viewer.
-  const vs = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  // This browser's viewer id: sent with heartbeats and on the master playlist URL, so the page
+  // and its player count as one viewer, and kept across reloads, so a viewer who reloads (or
+  // comes back) during a broadcast is still one unique viewer of it.
+  const vs = (() => {
+    const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+    try {
+      const kept = localStorage.getItem("stagecast.viewer");
+      if (kept && /^[A-Za-z0-9_-]{8,64}$/.test(kept)) return kept;
+      const made = fresh();
+      localStorage.setItem("stagecast.viewer", made);
+      return made;
+    } catch (_) {
+      return fresh();  // storage refused (a private window's policy): counted per page load
+    }
+  })();
   let player = null;
   let playingSession = null;
   let heartbeatEvery = 5000;

@@ -82,6 +82,7 @@ const charts = (() => {
       while (xs.length && xs[0] < t - windowSeconds) { xs.shift(); ys.shift(); }
       plot.setData([xs, ys]);
       container.dataset.points = String(xs.length);
+      container.dataset.first = String(xs[0]);  // seconds: how far back the chart reaches
       container.dataset.last = value === null ? "" : String(value);
       container.setAttribute("aria-label",
         label + ": " + (value === null ? "no data" : Math.round(value) + (unit ? " " + unit : "")) + " now");

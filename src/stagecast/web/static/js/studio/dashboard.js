@@ -107,8 +107,10 @@
   }
 
   function showViewers(viewers) {
-    $("stat-viewers").textContent = String(viewers.current ?? 0);
-    $("stat-viewers").dataset.value = String(viewers.current ?? 0);
+    // Off the air nobody watches, whatever a late count says.
+    const current = LIVE.includes(currentState) ? viewers.current ?? 0 : 0;
+    $("stat-viewers").textContent = String(current);
+    $("stat-viewers").dataset.value = String(current);
     $("stat-peak").textContent = String(viewers.peak ?? 0);
     $("stat-unique").textContent = String(viewers.unique ?? 0);
   }
@@ -134,6 +136,16 @@
     viewersChart.push(t, snap.viewers ? snap.viewers.current : 0);
   }
 
+  // The session's last minutes, sent as the feed opens: the charts go on from before a reload.
+  function onHistory(message) {
+    if (message.session_id !== currentSession) return;
+    for (const sample of message.items || []) {
+      const t = Date.parse(sample.sampled_at) / 1000;
+      bitrateChart.push(t, sample.bitrate_kbps ?? null);
+      viewersChart.push(t, sample.viewers ?? 0);
+    }
+  }
+
   function onVod(message) {
     const ready = message.type === "vod.ready" || message.status === "ready";
     if (!ready || !message.vod_id) return;
@@ -152,6 +164,7 @@
     };
     source.addEventListener("open", () => { $("feed-note").textContent = ""; root.dataset.feed = "open"; });
     source.addEventListener("state", parse((d) => showState(d.state, d.session_id)));
+    source.addEventListener("history", parse(onHistory));
     source.addEventListener("snapshot", parse(onSnapshot));
     source.addEventListener("viewers", parse(showViewers));
     source.addEventListener("vod", parse(onVod));
@@ -194,10 +207,11 @@
     const button = el("button", { type: "button", class: "link", "data-session-id": String(s.id),
       text: s.title || "Broadcast " + s.id });
     button.addEventListener("click", () => showSession(s.id, s));
-    const facts = [studio.formatTime(s.started_at)];
-    if (length !== null) facts.push(studio.formatDuration(length));
-    if (!s.ended_at) facts.push(s.state);
-    return el("li", { "data-session-id": String(s.id) }, button, el("span", { class: "muted", text: facts.join(" · ") }));
+    // Dates are <time> elements: they never break across lines.
+    const facts = el("span", { class: "muted" }, studio.timeElement(s.started_at));
+    if (length !== null) facts.append(" · " + studio.formatDuration(length));
+    if (!s.ended_at) facts.append(" · " + s.state);
+    return el("li", { "data-session-id": String(s.id) }, button, facts);
   }
 
   const known = new Map();
@@ -238,14 +252,15 @@
     $("session-report").hidden = false;
     $("session-report").dataset.sessionId = String(sessionId);
     $("session-heading").textContent = s ? (s.title || "Broadcast " + s.id) : "Broadcast " + sessionId;
-    const parts = [];
+    const report = $("session-summary");
+    report.replaceChildren();
     if (s) {
-      parts.push("Started " + studio.formatTime(s.started_at));
-      if (s.ended_at) parts.push("ended " + studio.formatTime(s.ended_at));
-      if (s.end_reason) parts.push(s.end_reason);
+      report.append("Started ", studio.timeElement(s.started_at));
+      if (s.ended_at) report.append(" · ended ", studio.timeElement(s.ended_at));
+      if (s.end_reason) report.append(" · " + s.end_reason);
+      report.append(" · ");
     }
-    parts.push(samples.length + (samples.length === 1 ? " sample" : " samples"));
-    $("session-summary").textContent = parts.join(" · ");
+    report.append(samples.length + (samples.length === 1 ? " sample" : " samples"));
     charts.history($("session-chart"), samples);
   }
 
