@@ -22,6 +22,7 @@ from stagecast.chat.router import router as chat_router
 from stagecast.config import Settings
 from stagecast.ingest.http import router as ingest_router
 from stagecast.live.router import router as live_router
+from stagecast.restream.router import pages as restream_pages
 from stagecast.restream.router import router as restream_router
 from stagecast.runtime import open_runtime
 from stagecast.studio.router import router as studio_router
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(studio_router)
     app.include_router(webhooks_router)
     app.include_router(restream_router)
+    app.include_router(restream_pages)
     app.include_router(prometheus.router)
     app.include_router(pages.router)
     openapi.install(app)

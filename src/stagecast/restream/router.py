@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
 
+import stagecast
 from stagecast.auth.deps import AccountDep, CoreDep
 from stagecast.auth.service import Account
 from stagecast.bus import BusUnavailable
@@ -25,6 +29,10 @@ from stagecast.restream.schemas import (
 )
 
 router = APIRouter(tags=["restream"])
+pages = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(
+    directory=str(FilePath(stagecast.__file__).parent / "web" / "templates")
+)
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 _BASE = "/api/v1/channels/{slug}/destinations"
@@ -97,3 +105,12 @@ async def delete_destination(
     channel_id = await _managed(core, slug, account)
     await service.delete_destination(core.db, channel_id, destination_id)
     await _changed(core, channel_id)
+
+
+@pages.get("/studio/channels/{slug}/restream", response_class=HTMLResponse)
+async def restream_page(request: Request, slug: str) -> HTMLResponse:
+    """The studio page of a channel's destinations (the API decides who may see them)."""
+    context = {"version": stagecast.__version__, "title": "Restream", "nav": "channels"}
+    return templates.TemplateResponse(
+        request, "restream.html", {**context, "slug": slug}, headers={"Cache-Control": "no-store"}
+    )
