@@ -75,7 +75,12 @@ _COLUMNS = (
     channel.c.next_info,
 )
 _PUBLIC = channel.c.visibility == literal_column("'public'")
-_ON_AIR_SQL = live_session.c.state.in_([literal_column(f"'{s}'") for s in _ON_AIR])
+# ``state <> 'ended'`` spelled as in the partial indexes' predicate, so both databases read
+# only the open sessions (``ix_live_session_state``), never the table of every past broadcast.
+_ON_AIR_SQL = and_(
+    live_session.c.state != literal_column("'ended'"),
+    live_session.c.state.in_([literal_column(f"'{s}'") for s in _ON_AIR]),
+)
 
 
 def _on_air_query(after_session: int | None, limit: int) -> Any:
