@@ -19,7 +19,7 @@ from stagecast.channels import service as channels
 from stagecast.config import Settings, ensure_secret_key
 from stagecast.db import Database, open_database
 from stagecast.db.migrate import upgrade
-from stagecast.errors import StagecastError
+from stagecast.errors import StagecastError, Unprocessable
 
 T = TypeVar("T")
 
@@ -160,6 +160,36 @@ def user_set_role(username: str, role: str) -> None:
     """Change an account's role (admin, broadcaster, viewer)."""
     changed = _with_db(_settings(), lambda db: accounts.set_role(db, username, role))
     typer.echo(f"{changed.username} is now {changed.role}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    username: str,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            help="The new password. Without it: asked twice at a terminal, else one line of stdin.",
+        ),
+    ] = None,
+) -> None:
+    """Set USERNAME's password (an admin's reset) and sign out all of its sessions."""
+    chosen = password if password is not None else _read_new_password()
+    ended = _with_db(_settings(), lambda db: accounts.reset_password(db, username, chosen))
+    typer.echo(f"password of {username} changed; {ended} session(s) signed out")
+
+
+def _read_new_password() -> str:
+    """Ask for a password twice at a terminal (not echoed); else read one line of stdin."""
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise Unprocessable("no password on standard input (or pass --password)")
+        return line
+    first = typer.prompt("New password", hide_input=True)
+    if typer.prompt("Repeat it", hide_input=True) != first:
+        raise Unprocessable("the two passwords differ; nothing was changed")
+    return str(first)
 
 
 @token_app.command("create")

@@ -58,6 +58,13 @@ class InviteIn(Strict):
     days: float = Field(default=7.0, gt=0, le=90)
 
 
+class PasswordChangeIn(Strict):
+    """A password change: the current password proves it is the owner asking."""
+
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
 class UserOut(BaseModel):
     """An account as the API shows it."""
 
@@ -92,3 +99,39 @@ class UserPage(BaseModel):
 
     items: list[UserOut]
     next_after: int | None
+
+
+class SignedOutOut(BaseModel):
+    """How many other login sessions a change ended."""
+
+    signed_out: int
+
+
+class RegistrationOut(BaseModel):
+    """Who may sign up here: anyone, holders of an invite code, or nobody."""
+
+    mode: Literal["open", "invite", "closed"]
+
+
+InviteState = Literal["open", "used", "expired"]
+
+
+class InviteItem(BaseModel):
+    """An invite in the admins' list; the code itself is shown only when it is made."""
+
+    id: int
+    code_start: str
+    role: Role
+    state: InviteState
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_by: str | None
+    used_at: datetime | None
+
+
+class InvitePage(BaseModel):
+    """A page of invites, newest first; ``next`` continues the list."""
+
+    items: list[InviteItem]
+    next: str | None

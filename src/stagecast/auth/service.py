@@ -8,20 +8,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stagecast.auth import passwords
+from stagecast.auth import invites, passwords
 from stagecast.auth.credentials import new_credential, parse_credential, secret_matches
-from stagecast.auth.models import ROLES, account, api_token, invite, login_session
+from stagecast.auth.invites import INVITE_PREFIX
+from stagecast.auth.models import ROLES, account, api_token, login_session
 from stagecast.db import Database, Kind
 from stagecast.db.schema import Record, utcnow
-from stagecast.errors import Conflict, NotFound, Unprocessable
+from stagecast.errors import Conflict, Forbidden, NotFound, Unprocessable
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{2,31}$")
 TOKEN_PREFIX = "sct"
-INVITE_PREFIX = "inv"
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,23 @@ async def close_session(db: Database, token: str) -> None:
     await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="close_session")
 
 
+async def close_other_sessions(db: Database, account_id: int, keep: str | None) -> int:
+    """End every login session of the account but the one of cookie token ``keep``; count them."""
+    kept = _session_id(keep) if keep else None
+
+    async def unit(conn: AsyncConnection) -> int:
+        return await _end_sessions(conn, account_id, kept)
+
+    return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="close_other_sessions")
+
+
+async def _end_sessions(conn: AsyncConnection, account_id: int, kept_id: str | None) -> int:
+    ending = login_session.delete().where(login_session.c.account_id == account_id)
+    if kept_id is not None:
+        ending = ending.where(login_session.c.id != kept_id)
+    return int((await conn.execute(ending)).rowcount)
+
+
 async def create_api_token(db: Database, account_id: int, name: str) -> str:
     """Create an API token for the account and return it (shown once)."""
     if not 1 <= len(name) <= 64:
@@ -293,72 +310,68 @@ async def token_account(db: Database, value: str) -> Account | None:
     return _account(row)
 
 
-async def create_invite(db: Database, creator_id: int, role: str, days: float = 7.0) -> str:
-    """Create a single-use invite for ``role``; return its code (shown once)."""
-    validate_role(role)
-    cred = new_credential(INVITE_PREFIX)
-    now = utcnow()
-
-    async def unit(conn: AsyncConnection) -> None:
-        await conn.execute(
-            insert(invite).values(
-                lookup_id=cred.lookup_id,
-                secret_hash=cred.secret_hash,
-                role=role,
-                created_by=creator_id,
-                created_at=now,
-                expires_at=now + timedelta(days=days),
-            )
-        )
-
-    await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="create_invite")
-    return cred.value
-
-
 async def register(
     db: Database, username: str, password: str, *, mode: str, invite_code: str | None
 ) -> Account:
     """Create a viewer account (or the invite's role) under the registration ``mode``.
 
-    Raises NotFound when registration is closed, Unprocessable for a bad or used invite,
-    Conflict for a taken username.
+    Raises Forbidden when registration is closed, Unprocessable for a weak password or a bad,
+    expired or used invite, Conflict for a taken username.
     """
     if mode == "closed":
-        raise NotFound("registration is closed")
+        raise Forbidden("registration is closed on this server; ask its admin for an account")
     validate_username(username)
-    validate_password(password)
-    password_hash = await passwords.hash_password(password)
+    passwords.check_strength(password, username)
     parsed = parse_credential(invite_code, INVITE_PREFIX) if invite_code else None
+    if invite_code and parsed is None:
+        raise Unprocessable("invite code is invalid, expired or revoked")
     if mode == "invite" and parsed is None:
         raise Unprocessable("an invite code is required to register")
+    password_hash = await passwords.hash_password(password)
 
     async def unit(conn: AsyncConnection) -> Account:
         role = "viewer"
         if parsed is not None:
-            role = await _claim_invite(conn, *parsed)
+            role = await invites.claim_invite(conn, *parsed)
         created = await _insert_account(conn, username, password_hash, role)
         if parsed is not None:
-            await conn.execute(
-                update(invite).where(invite.c.lookup_id == parsed[0]).values(used_by=created.id)
-            )
+            await invites.record_use(conn, parsed[0], created.id)
         return created
 
     return await db.run(unit, kind=Kind.WRITE, name="register")
 
 
-async def _claim_invite(conn: AsyncConnection, lookup_id: str, secret: str) -> str:
-    now = utcnow()
-    row = (await conn.execute(select(invite).where(invite.c.lookup_id == lookup_id))).one_or_none()
-    if row is None or not secret_matches(secret, row.secret_hash) or row.expires_at <= now:
-        raise Unprocessable("invite code is invalid or expired")
-    claimed = await conn.execute(
-        update(invite)
-        .where(and_(invite.c.id == row.id, invite.c.used_at.is_(None)))
-        .values(used_at=now)
+async def change_password(
+    db: Database, who: Account, new_password: str, *, keep_session: str | None
+) -> int:
+    """Set a new password and end every login session of ``who`` but ``keep_session``.
+
+    ``keep_session`` is the cookie token of the session that asked (None ends them all). The
+    caller has checked the current password (``authenticate``). Raises Unprocessable for a
+    weak password. Returns how many sessions were ended.
+    """
+    passwords.check_strength(new_password, who.username)
+    password_hash = await passwords.hash_password(new_password)
+    keep = _session_id(keep_session) if keep_session else None
+
+    async def unit(conn: AsyncConnection) -> int:
+        await conn.execute(
+            update(account).where(account.c.id == who.id).values(password_hash=password_hash)
+        )
+        return await _end_sessions(conn, who.id, keep)
+
+    return await db.run(unit, kind=Kind.IDEMPOTENT_WRITE, name="change_password")
+
+
+async def reset_password(db: Database, username: str, new_password: str) -> int:
+    """Set the password of ``username`` and end all its login sessions (the admin's reset).
+
+    Raises NotFound for an unknown user, Unprocessable for a weak password. Returns how many
+    sessions were ended.
+    """
+    return await change_password(
+        db, await get_account(db, username), new_password, keep_session=None
     )
-    if claimed.rowcount != 1:
-        raise Unprocessable("invite code was already used")
-    return str(row.role)
 
 
 async def ensure_admin(
