@@ -28,7 +28,7 @@ from stagecast.runtime import open_runtime
 from stagecast.studio.router import router as studio_router
 from stagecast.vod.hls import router as vod_hls_router
 from stagecast.vod.router import router as vod_router
-from stagecast.web import errors, front, health, openapi, pages, prometheus, replay
+from stagecast.web import accounts, errors, front, health, openapi, pages, prometheus, replay
 from stagecast.web.edge import MediaEdge
 from stagecast.web.prometheus import HttpMetrics
 from stagecast.webhooks.router import router as webhooks_router
@@ -88,6 +88,7 @@ def create_app(
     app.include_router(restream_pages)
     app.include_router(prometheus.router)
     app.include_router(pages.router)
+    app.include_router(accounts.router)
     openapi.install(app)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(MediaEdge)  # inside HttpMetrics: media requests are counted too

@@ -186,3 +186,29 @@ async def test_only_admins_manage_invites(client: httpx.AsyncClient, app: object
             assert response.status_code == 403, (role, path)
         assert (await client.delete("/api/v1/invites/1", headers=bearer(token))).status_code == 403
     assert (await client.get("/api/v1/invites")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("mode", "shows", "hides"),
+    [
+        ("closed", "Sign-up is closed on this server", 'id="signup-form"'),
+        ("invite", 'id="invite" name="invite"', "Sign-up is closed"),
+        ("open", 'id="signup-form"', 'id="invite"'),
+    ],
+)
+async def test_the_sign_up_page_follows_the_mode(
+    client: httpx.AsyncClient, app: object, mode: str, shows: str, hides: str
+) -> None:
+    """Closed says so instead of a form; invite mode asks for the code; open does not."""
+    core_of(app).settings.registration = mode  # type: ignore[assignment]
+    page = await client.get("/signup")
+    assert page.status_code == 200
+    assert shows in page.text
+    assert hides not in page.text
+
+
+async def test_an_invite_link_prefills_the_code_escaped(client: httpx.AsyncClient) -> None:
+    """``/signup?invite=`` fills the field, as text: markup in it is escaped, not run."""
+    page = await client.get("/signup", params={"invite": '"><script>alert(1)</script>'})
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in page.text
+    assert "<script>alert(1)" not in page.text

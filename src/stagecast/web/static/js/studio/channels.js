@@ -95,5 +95,14 @@
     });
   });
 
-  requireLogin().then(loadChannels);
+  requireLogin().then((user) => {
+    // A viewer may not own channels: no list to fill, no form that would only answer 403.
+    if (user.role === "viewer") {
+      document.getElementById("viewer-studio").hidden = false;
+      document.getElementById("studio-channels").hidden = true;
+      document.getElementById("studio-create").hidden = true;
+      return;
+    }
+    loadChannels();
+  });
 })();
