@@ -30,6 +30,8 @@ WANTED = {
         "package/dist/uPlot.iife.min.js": "uplot.min.js",
         "package/dist/uPlot.min.css": "uplot.min.css",
     },
+    # The browser tests' accessibility audit (tests/e2e/audit.py); no page loads it.
+    "axe-core": {"package/axe.min.js": "axe.min.js"},
 }
 
 

@@ -44,7 +44,9 @@ async def test_a_broadcaster_manages_destinations_from_the_studio(
     await expect(page.locator("#restream-error")).to_have_text("")
 
     toggle = page.get_by_label("Enable Twitch")
-    await toggle.uncheck()
+    async with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
+        await toggle.uncheck()
+    assert (await patched.value).status == 200
     await expect(page.get_by_label("Enable Twitch")).not_to_be_checked()
     stored = (await context.request.get("/api/v1/channels/simul-show/destinations")).json
     assert (await stored())["items"][0]["enabled"] is False
