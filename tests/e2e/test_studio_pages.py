@@ -146,11 +146,13 @@ async def test_channel_settings_chat_filters_and_moderators_are_saved(
     await page.get_by_label("Encoding").select_option("abr")
     await page.get_by_label("DVR window, minutes").fill("30")
     await page.get_by_label("Description").fill("Weekly, on Fridays")
+    await page.get_by_label("Next stream").fill("Friday at 8 pm")
     await page.get_by_role("button", name="Save channel").click()
     await expect(page.locator("#settings-status")).to_have_text("Saved.")
     stored = await channels.get_channel(server.core.db, "settings-show")
     assert (stored.title, stored.visibility, stored.profile) == ("Renamed show", "unlisted", "abr")
     assert stored.dvr_window_seconds == 1800
+    assert stored.next_info == "Friday at 8 pm"  # the offline slate of /c/SLUG shows it
 
     await page.get_by_label("Slow mode, seconds between messages").fill("5")
     await page.get_by_label("Visitors who are not signed in can read the chat").uncheck()

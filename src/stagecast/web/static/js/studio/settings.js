@@ -49,6 +49,7 @@
     $("server-url").value = channel.rtmp_url;
     $("set-title").value = channel.title;
     $("set-description").value = channel.description;
+    $("set-next").value = channel.next_info || "";
     $("set-visibility").value = channel.visibility;
     $("set-profile").value = channel.profile;
     $("set-dvr").value = String(Math.round(channel.dvr_window_seconds / 60));
@@ -64,6 +65,7 @@
       const updated = await api("PATCH", path(""), {
         title: $("set-title").value.trim(),
         description: $("set-description").value,
+        next_info: $("set-next").value.trim(),
         visibility: $("set-visibility").value,
         profile: $("set-profile").value,
         dvr_window_seconds: Math.round(minutes * 60),
