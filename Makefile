@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP_RUN  := $(VENV)/.stamp-run
 STAMP_DEV  := $(VENV)/.stamp-dev
 ASSETS := src/stagecast/web/static/vendor/.assets
-# Two workers: many tests wait on real-time media (ffmpeg -re), so they overlap well.
-PYTEST_ARGS ?= -n 2
+# Three workers on two cores: many tests wait on real-time media (ffmpeg -re) or a browser, so
+# they overlap well (the whole suite stays under 10 minutes here).
+PYTEST_ARGS ?= -n 3
 
 .PHONY: run test lint format bench setup clean assets
 
